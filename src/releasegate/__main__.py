@@ -1,0 +1,3 @@
+from releasegate.cli import entry_point
+
+entry_point()

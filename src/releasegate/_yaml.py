@@ -1,0 +1,116 @@
+"""YAML loading that remembers where every key was written.
+
+PyYAML drops line numbers when it builds Python objects and silently keeps the last of two
+duplicate keys. Configuration errors must name file:line, so we compose the node tree
+ourselves and record the line of every mapping key and sequence item by its path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from releasegate._exceptions import ConfigError, Problem
+
+YamlPath = tuple[str | int, ...]
+
+
+class LineIndex:
+    """Path (keys and list indexes) -> 1-based line number."""
+
+    def __init__(self, lines: dict[YamlPath, int]) -> None:
+        self._lines = lines
+
+    def line(self, path: YamlPath) -> int | None:
+        """The line of ``path``, or of its nearest ancestor that has one."""
+        path = tuple(path)
+        while path:
+            if path in self._lines:
+                return self._lines[path]
+            path = path[:-1]
+        return self._lines.get((), None)
+
+
+def dotted(path: YamlPath) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def load_yaml(path: Path) -> tuple[Any, LineIndex]:
+    """Parse ``path``; raise :class:`ConfigError` for unreadable files, syntax errors and duplicate keys."""
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem(shown, None, "", "file not found", "check the path or create the file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(shown, None, "", f"cannot read file ({exc})", "make it a readable UTF-8 file")]) from None
+    return load_yaml_text(text, shown)
+
+
+def load_yaml_text(text: str, shown: str) -> tuple[Any, LineIndex]:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = exc.problem or "invalid YAML"
+        raise ConfigError([Problem(shown, line, "", f"YAML syntax error: {problem}", "fix the YAML syntax at that line")]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem(shown, None, "", f"YAML error: {exc}", "fix the YAML syntax")]) from None
+    finally:
+        loader.dispose()
+    if node is None:
+        return None, LineIndex({})
+    lines: dict[YamlPath, int] = {(): node.start_mark.line + 1}
+    problems: list[Problem] = []
+    value = _build(node, (), lines, problems, loader, shown)
+    if problems:
+        raise ConfigError(problems)
+    return value, LineIndex(lines)
+
+
+def _build(
+    node: yaml.Node,
+    path: YamlPath,
+    lines: dict[YamlPath, int],
+    problems: list[Problem],
+    loader: yaml.SafeLoader,
+    shown: str,
+) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                problems.append(Problem(shown, key_node.start_mark.line + 1, dotted(path), "a key must be a plain value", "write the key as text"))
+                continue
+            key = loader.construct_object(key_node)
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                problems.append(Problem(shown, key_node.start_mark.line + 1, dotted(path), "merge keys (<<) are not supported", "write the keys out"))
+                continue
+            child = (*path, str(key))
+            if key in result:
+                problems.append(
+                    Problem(shown, key_node.start_mark.line + 1, dotted(child), "duplicate key (YAML would silently keep only the last one)", "remove one of the two")
+                )
+                continue
+            lines[child] = key_node.start_mark.line + 1
+            result[key] = _build(value_node, child, lines, problems, loader, shown)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for index, item in enumerate(node.value):
+            child = (*path, index)
+            lines[child] = item.start_mark.line + 1
+            items.append(_build(item, child, lines, problems, loader, shown))
+        return items
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.YAMLError as exc:
+        problems.append(Problem(shown, node.start_mark.line + 1, dotted(path), f"invalid value ({exc})", "write a plain value"))
+        return None

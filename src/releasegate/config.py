@@ -1,0 +1,371 @@
+"""The target file and gates.yaml, parsed into frozen models at the boundary.
+
+Everything after :func:`load_target` / :func:`load_gates` works on these models and never
+looks at YAML again. Every problem becomes a :class:`~releasegate.ConfigError` naming
+file:line, the key and what to write instead; parsing collects all problems before raising.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from releasegate import registry
+from releasegate._exceptions import ConfigError, Problem
+from releasegate._yaml import LineIndex, YamlPath, dotted, load_yaml
+from releasegate.results import Severity
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+# --------------------------------------------------------------------------- target file
+
+
+class TlsSettings(_Strict):
+    # Extra trust anchors for private CAs, relative to the target file.
+    ca_bundle: Path | None = None
+
+
+class AuthSettings(_Strict):
+    # Name of the environment variable holding the bearer token; the token itself never
+    # appears in a file releasegate reads or writes.
+    token_env: str | None = None
+
+    @field_validator("token_env")
+    @classmethod
+    def _looks_like_env_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value or not value.replace("_", "a").isalnum() or value[0].isdigit()):
+            raise ValueError("must be an environment variable name such as RELEASEGATE_TOKEN, not the token itself")
+        return value
+
+
+class HealthPaths(_Strict):
+    liveness: str | None = None
+    readiness: str | None = None
+    # Deep health document: application/health+json or Spring Boot actuator JSON.
+    deep: str | None = None
+    # Where the deployed version / releaseId is published; defaults to the deep document.
+    version: str | None = None
+
+    @field_validator("liveness", "readiness", "deep", "version")
+    @classmethod
+    def _absolute_path(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError("must be a path starting with '/', relative to base_url")
+        return value
+
+
+class RateLimitSettings(_Strict):
+    path: str
+    max_probe_requests: int = Field(default=40, gt=0, le=1000)
+
+
+class LimitSettings(_Strict):
+    body_path: str
+    max_body_bytes: int = Field(gt=0)
+
+
+class Target(_Strict):
+    name: str = Field(min_length=1)
+    base_url: str
+    ws_url: str | None = None
+    tls: TlsSettings = TlsSettings()
+    auth: AuthSettings = AuthSettings()
+    health: HealthPaths | None = None
+    expected_release: str | None = None
+    rate_limit: RateLimitSettings | None = None
+    limits: LimitSettings | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http:// or https:// URL such as https://app.example.test")
+        return value.rstrip("/")
+
+    @field_validator("ws_url")
+    @classmethod
+    def _ws_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise ValueError("must be an absolute ws:// or wss:// URL such as wss://app.example.test/ws")
+        return value
+
+
+@dataclass(frozen=True)
+class LoadedTarget:
+    """A parsed target plus where it came from (relative paths resolve against its folder)."""
+
+    target: Target
+    path: Path
+
+    @property
+    def ca_bundle(self) -> Path | None:
+        bundle = self.target.tls.ca_bundle
+        return None if bundle is None else (self.path.parent / bundle).resolve()
+
+    def token(self) -> str | None:
+        """The bearer token from the environment; never log or store the returned value."""
+        env = self.target.auth.token_env
+        return os.environ.get(env) if env else None
+
+
+# --------------------------------------------------------------------------- gates.yaml
+
+
+class RetryPolicy(_Strict):
+    # Keep probing a post-deploy check until it passes or this many seconds have gone by
+    # (like goss --retry-timeout); 0 means a single attempt.
+    timeout_s: float = Field(default=30.0, ge=0, le=3600)
+    interval_s: float = Field(default=1.0, gt=0, le=600)
+    backoff: float = Field(default=2.0, ge=1, le=10)
+    max_interval_s: float = Field(default=10.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RetryPolicy:
+        if self.max_interval_s < self.interval_s:
+            raise ValueError("max_interval_s must be >= interval_s")
+        return self
+
+
+class ProbeSettings(_Strict):
+    # Upper bound on one request, connect to last byte.
+    timeout_s: float = Field(default=5.0, gt=0, le=300)
+    # Bodies are read up to this many bytes; a bigger answer is an error, not a crash.
+    max_body_bytes: int = Field(default=1_048_576, gt=0, le=64 * 1_048_576)
+    retry: RetryPolicy = RetryPolicy()
+
+
+class HealthThresholds(_Strict):
+    # Latency budget for one liveness/readiness answer; slower is a failure. None: no budget.
+    max_latency_ms: float | None = Field(default=2000.0, gt=0)
+
+
+class Thresholds(_Strict):
+    health: HealthThresholds = HealthThresholds()
+
+
+class Waiver(_Strict):
+    check: str = Field(min_length=1)
+    justification: str = Field(min_length=10)
+    expires: date
+
+
+class Gates(_Strict):
+    version: Literal[1] = 1
+    on_error: Literal["hold", "rollback"] = "hold"
+    on_warning: Literal["ignore", "hold"] = "ignore"
+    deadline_s: float = Field(default=900.0, gt=0, le=86_400)
+    severity: dict[str, Severity] = Field(default_factory=dict)
+    required: list[str] = Field(default_factory=list)
+    waivers: list[Waiver] = Field(default_factory=list)
+    probe: ProbeSettings = ProbeSettings()
+    thresholds: Thresholds = Thresholds()
+
+    @model_validator(mode="after")
+    def _deadline_fits_a_probe(self) -> Gates:
+        if self.deadline_s < self.probe.timeout_s:
+            raise ValueError("deadline_s must be at least probe.timeout_s, or no check could finish")
+        return self
+
+    def severity_of(self, check_id: str) -> Severity:
+        """Registry default, overridden by an exact id, else by the longest matching pattern."""
+        if check_id in self.severity:
+            return self.severity[check_id]
+        best: tuple[int, Severity] | None = None
+        for pattern, severity in self.severity.items():
+            if registry.matches(pattern, check_id) and (best is None or len(pattern) > best[0]):
+                best = (len(pattern), severity)
+        return best[1] if best else registry.get(check_id).severity
+
+
+@dataclass(frozen=True)
+class LoadedGates:
+    gates: Gates
+    path: Path | None
+    lines: LineIndex
+
+    def line_of(self, path: YamlPath) -> int | None:
+        return self.lines.line(path)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_target(path: Path) -> LoadedTarget:
+    data, lines = load_yaml(path)
+    target = _validate(Target, data, lines, str(path))
+    loaded = LoadedTarget(target=target, path=path.resolve())
+    problems = target_problems(loaded, lines)
+    if problems:
+        raise ConfigError(problems)
+    return loaded
+
+
+def target_problems(loaded: LoadedTarget, lines: LineIndex) -> list[Problem]:
+    """Problems a valid schema cannot see: missing files, unset secret variables."""
+    shown = str(loaded.path)
+    problems: list[Problem] = []
+    bundle = loaded.ca_bundle
+    if bundle is not None and not bundle.is_file():
+        problems.append(
+            Problem(shown, lines.line(("tls", "ca_bundle")), "tls.ca_bundle", f"file {bundle} does not exist", "point it at a PEM file, relative to the target file")
+        )
+    env = loaded.target.auth.token_env
+    if env and not os.environ.get(env):
+        problems.append(
+            Problem(shown, lines.line(("auth", "token_env")), "auth.token_env", f"environment variable {env} is not set or empty", f"export {env}=<token> before running the gate")
+        )
+    return problems
+
+
+def load_gates(path: Path | None, *, today: date | None = None, strict_waivers: bool = False) -> LoadedGates:
+    """Parse gates.yaml (``None``: built-in defaults).
+
+    ``strict_waivers`` (used by ``releasegate validate``) also reports expired waivers; a gate
+    run keeps going and simply stops honouring them.
+    """
+    if path is None:
+        return LoadedGates(gates=Gates(), path=None, lines=LineIndex({}))
+    data, lines = load_yaml(path)
+    if data is None:
+        data = {}
+    shown = str(path)
+    # Semantic problems are looked for in the raw data too, so one `validate` lists them
+    # together with the schema problems instead of one round-trip per fix.
+    problems = gates_problems(data, lines, shown, today=today or date.today(), strict_waivers=strict_waivers)
+    try:
+        gates = _validate(Gates, data, lines, shown)
+    except ConfigError as exc:
+        raise ConfigError(sorted(exc.problems + problems, key=_by_line)) from None
+    if problems:
+        raise ConfigError(problems)
+    return LoadedGates(gates=gates, path=path.resolve(), lines=lines)
+
+
+def _by_line(problem: Problem) -> int:
+    return problem.line or 0
+
+
+def gates_problems(data: Any, lines: LineIndex, shown: str, *, today: date, strict_waivers: bool) -> list[Problem]:
+    """Problems beyond the schema: ids and globs that select no registered check, expired waivers."""
+    problems: list[Problem] = []
+    if not isinstance(data, dict):
+        return problems
+
+    def unknown(pattern: Any, path: YamlPath) -> None:
+        if isinstance(pattern, str) and pattern and not registry.select(pattern):
+            close = difflib.get_close_matches(pattern, registry.ids(), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "run `releasegate checks` for the registered ids"
+            problems.append(Problem(shown, lines.line(path), dotted(path), f"'{pattern}' matches no registered check", hint))
+
+    severity = data.get("severity")
+    if isinstance(severity, dict):
+        for pattern in severity:
+            unknown(pattern, ("severity", str(pattern)))
+    required = data.get("required")
+    if isinstance(required, list):
+        for index, pattern in enumerate(required):
+            unknown(pattern, ("required", index))
+    waivers = data.get("waivers")
+    if isinstance(waivers, list):
+        for index, waiver in enumerate(waivers):
+            if not isinstance(waiver, dict):
+                continue
+            unknown(waiver.get("check"), ("waivers", index, "check"))
+            expires = waiver.get("expires")
+            if strict_waivers and isinstance(expires, date) and expires < today:
+                problems.append(
+                    Problem(shown, lines.line(("waivers", index, "expires")), f"waivers[{index}].expires", f"waiver for '{waiver.get('check')}' expired on {expires.isoformat()} and no longer applies", "fix the check, or renew the waiver with a new justification and date, or remove it")
+                )
+    return problems
+
+
+M = typing.TypeVar("M", bound=BaseModel)
+
+
+def _validate(model: type[M], data: Any, lines: LineIndex, shown: str) -> M:
+    if not isinstance(data, dict):
+        raise ConfigError([Problem(shown, lines.line(()), "", "the file must be a YAML mapping of keys to values", "start the file with `key: value` lines")])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_problem(model, err, lines, shown) for err in exc.errors()]) from None
+
+
+def _problem(model: type[BaseModel], err: Any, lines: LineIndex, shown: str) -> Problem:
+    loc: YamlPath = tuple(part for part in err["loc"] if isinstance(part, (str, int)))
+    key = dotted(loc)
+    line = lines.line(loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(model, loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        fix = f"did you mean '{close[0]}'?" if close else f"remove it; allowed here: {', '.join(allowed)}"
+        return Problem(shown, line, key, "unknown key", fix)
+    if kind == "missing":
+        return Problem(shown, line, key, "required key is missing", f"add `{loc[-1]}:` here")
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return Problem(shown, line, key, f"invalid value {err.get('input')!r}", f"use one of {expected}")
+    message = err["msg"].removeprefix("Value error, ")
+    return Problem(shown, line, key, f"{message} (got {_short(err.get('input'))})", _fix_for(kind, err.get("ctx") or {}, message))
+
+
+_BOUND_WORDS = {"greater_than": "greater than", "greater_than_equal": "at least", "less_than": "less than", "less_than_equal": "at most"}
+_BOUND_CTX = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "less_than_equal": "le"}
+
+
+def _fix_for(kind: str, ctx: dict[str, Any], message: str) -> str:
+    if kind in _BOUND_WORDS:
+        return f"use a number {_BOUND_WORDS[kind]} {ctx.get(_BOUND_CTX[kind])}"
+    if kind == "string_too_short":
+        return f"write at least {ctx.get('min_length')} characters"
+    if kind.endswith(("_type", "_parsing")):
+        return "write " + message.lower().removeprefix("input should be ")
+    if kind == "value_error":
+        return "change the value: it " + message
+    return "see the comment on this key in the shipped gates.yaml / targets/staging.example.yaml"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _allowed_keys(model: type[BaseModel], path: YamlPath) -> list[str]:
+    """Field names of the model found at ``path`` inside ``model`` (best effort)."""
+    current: Any = model
+    for part in path:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel) and isinstance(part, str) and part in current.model_fields:
+            current = current.model_fields[part].annotation
+        elif typing.get_origin(current) in (list, dict):
+            current = typing.get_args(current)[-1]
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation

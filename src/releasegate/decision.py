@@ -1,0 +1,114 @@
+"""Results + policy -> one decision and the reasons for it. Pure: no I/O, no clock.
+
+The model (design.md, "Decision model"):
+- a failed blocking check -> rollback;
+- a blocking check that could not judge (error) -> ``on_error`` (hold by default; never promote);
+- warnings (a warned check, or a non-pass of a warning-severity check) are reported and decide
+  only when ``on_warning: hold``; info-severity results are only reported;
+- a failure covered by an unexpired waiver is ``waived``; an expired waiver is ignored and said so;
+- no evidence -> hold: nothing ran, everything was skipped, or a ``required`` check did not run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from releasegate import registry
+from releasegate.config import Gates, Waiver
+from releasegate.results import CheckResult, Decision, Stage
+
+NON_PASSING = ("failed", "warned", "error")
+
+
+@dataclass(frozen=True)
+class Judgement:
+    decision: Decision
+    # One line per check (or missing evidence) that decided; on success, one summary line.
+    reasons: tuple[str, ...]
+    # The results with waivers applied.
+    results: tuple[CheckResult, ...]
+    # Reported, not deciding: warnings, info findings, expired or unneeded waivers.
+    notes: tuple[str, ...]
+
+
+def success_for(stage: Stage) -> Decision:
+    return Decision.PASS if stage == "pre-deploy" else Decision.PROMOTE
+
+
+def decide(
+    results: Sequence[CheckResult],
+    gates: Gates,
+    stage: Stage,
+    *,
+    today: date,
+    selected: Iterable[str] | None = None,
+) -> Judgement:
+    """Judge one run. ``selected`` are the check ids the run was asked to run (for ``required``)."""
+    waived, notes = _apply_waivers(results, gates.waivers, today)
+    rollback: list[str] = []
+    hold: list[str] = []
+
+    for result in waived:
+        line = f"{result.id} {result.outcome}: {result.summary}"
+        if result.outcome == "failed" and result.severity == "blocking":
+            rollback.append(line)
+        elif result.outcome == "error" and result.severity == "blocking":
+            (rollback if gates.on_error == "rollback" else hold).append(f"{result.id} could not be judged (error): {result.summary}")
+        elif result.outcome in NON_PASSING and result.severity != "info":
+            warning = f"warning: {line}"
+            (hold if gates.on_warning == "hold" else notes).append(warning)
+        elif result.outcome in NON_PASSING:
+            notes.append(f"info: {line}")
+
+    ran = [r for r in waived if r.outcome != "skipped"]
+    if not waived:
+        hold.append("no checks ran: there is no evidence to judge, so the gate cannot pass")
+    elif not ran:
+        hold.append(f"all {len(waived)} checks were skipped: nothing applied to this target, so the gate cannot pass")
+    hold.extend(_missing_required(waived, gates.required, stage, selected))
+
+    if rollback:
+        decision, reasons = Decision.ROLLBACK, rollback + hold
+    elif hold:
+        decision, reasons = Decision.HOLD, hold
+    else:
+        decision = success_for(stage)
+        passed = sum(1 for r in waived if r.outcome == "passed")
+        reasons = [f"{passed} of {len(waived)} checks passed; no blocking check failed or errored"]
+    return Judgement(decision=decision, reasons=tuple(reasons), results=tuple(waived), notes=tuple(notes))
+
+
+def _apply_waivers(results: Sequence[CheckResult], waivers: Sequence[Waiver], today: date) -> tuple[list[CheckResult], list[str]]:
+    out: list[CheckResult] = []
+    notes: list[str] = []
+    for result in results:
+        matching = [w for w in waivers if registry.matches(w.check, result.id)]
+        active = [w for w in matching if w.expires >= today]
+        if result.outcome in NON_PASSING and active:
+            waiver = active[0]
+            summary = f"{result.summary} [waived until {waiver.expires.isoformat()}: {waiver.justification}]"
+            out.append(dataclasses.replace(result, outcome="waived", summary=summary))
+            continue
+        if result.outcome in NON_PASSING and matching:
+            expired = matching[0].expires.isoformat()
+            notes.append(f"waiver for {result.id} expired on {expired}: not applied")
+        elif result.outcome == "passed" and active:
+            notes.append(f"waiver for {result.id} is no longer needed: the check passed")
+        out.append(result)
+    return out, notes
+
+
+def _missing_required(results: Sequence[CheckResult], required: Sequence[str], stage: Stage, selected: Iterable[str] | None) -> list[str]:
+    if not required:
+        return []
+    asked = set(selected) if selected is not None else {s.id for s in registry.CHECKS if s.stage == stage}
+    evidence = {r.id for r in results if r.outcome != "skipped"}
+    missing = []
+    for pattern in required:
+        for spec in registry.select(pattern):
+            if spec.stage == stage and spec.id in asked and spec.id not in evidence:
+                missing.append(f"required check {spec.id} produced no evidence (not run or skipped)")
+    return missing
