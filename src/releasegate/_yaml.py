@@ -16,6 +16,14 @@ from releasegate._exceptions import ConfigError, Problem
 
 YamlPath = tuple[str | int, ...]
 
+# Aliases are expanded by copying, so a hostile file ("billion laughs") could grow without
+# bound; no real configuration comes near this many values.
+MAX_VALUES = 100_000
+
+# PyYAML's constructors raise plain ValueError for a value that only looks valid, such as the
+# timestamp 2026-13-01 (month 13); that is the user's mistake, not a crash.
+_CONSTRUCT_ERRORS = (yaml.YAMLError, ValueError, OverflowError)
+
 
 class LineIndex:
     """Path (keys and list indexes) -> 1-based line number."""
@@ -63,13 +71,18 @@ def load_yaml_text(text: str, shown: str) -> tuple[Any, LineIndex]:
         raise ConfigError([Problem(shown, line, "", f"YAML syntax error: {problem}", "fix the YAML syntax at that line")]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([Problem(shown, None, "", f"YAML error: {exc}", "fix the YAML syntax")]) from None
+    except RecursionError:
+        raise ConfigError([Problem(shown, None, "", "YAML nested too deeply", "flatten the file")]) from None
     finally:
         loader.dispose()
     if node is None:
         return None, LineIndex({})
     lines: dict[YamlPath, int] = {(): node.start_mark.line + 1}
     problems: list[Problem] = []
-    value = _build(node, (), lines, problems, loader, shown)
+    try:
+        value = _build(node, (), lines, problems, loader, shown)
+    except RecursionError:
+        raise ConfigError([Problem(shown, None, "", "YAML nested too deeply", "flatten the file")]) from None
     if problems:
         raise ConfigError(problems)
     return value, LineIndex(lines)
@@ -83,20 +96,39 @@ def _build(
     loader: yaml.SafeLoader,
     shown: str,
 ) -> Any:
+    if len(lines) > MAX_VALUES:
+        raise ConfigError([Problem(shown, node.start_mark.line + 1, dotted(path), f"more than {MAX_VALUES} values (alias expansion?)", "write a smaller file")])
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
-                problems.append(Problem(shown, key_node.start_mark.line + 1, dotted(path), "a key must be a plain value", "write the key as text"))
+                problems.append(
+                    Problem(shown, key_node.start_mark.line + 1, dotted(path), "a key must be a plain value", "write the key as text")
+                )
                 continue
-            key = loader.construct_object(key_node)
+            # Before constructing: SafeLoader has no constructor for a bare merge key.
             if key_node.tag == "tag:yaml.org,2002:merge":
-                problems.append(Problem(shown, key_node.start_mark.line + 1, dotted(path), "merge keys (<<) are not supported", "write the keys out"))
+                problems.append(
+                    Problem(shown, key_node.start_mark.line + 1, dotted(path), "merge keys (<<) are not supported", "write the keys out")
+                )
+                continue
+            try:
+                key = loader.construct_object(key_node)
+            except _CONSTRUCT_ERRORS as exc:
+                problems.append(
+                    Problem(shown, key_node.start_mark.line + 1, dotted(path), f"invalid key ({exc})", "write the key as plain text")
+                )
                 continue
             child = (*path, str(key))
             if key in result:
                 problems.append(
-                    Problem(shown, key_node.start_mark.line + 1, dotted(child), "duplicate key (YAML would silently keep only the last one)", "remove one of the two")
+                    Problem(
+                        shown,
+                        key_node.start_mark.line + 1,
+                        dotted(child),
+                        "duplicate key (YAML would silently keep only the last one)",
+                        "remove one of the two",
+                    )
                 )
                 continue
             lines[child] = key_node.start_mark.line + 1
@@ -111,6 +143,6 @@ def _build(
         return items
     try:
         return loader.construct_object(node, deep=True)
-    except yaml.YAMLError as exc:
+    except _CONSTRUCT_ERRORS as exc:
         problems.append(Problem(shown, node.start_mark.line + 1, dotted(path), f"invalid value ({exc})", "write a plain value"))
         return None

@@ -12,7 +12,7 @@ import os
 import types
 import typing
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -45,9 +45,24 @@ class AuthSettings(_Strict):
     @field_validator("token_env")
     @classmethod
     def _looks_like_env_name(cls, value: str | None) -> str | None:
-        if value is not None and (not value or not value.replace("_", "a").isalnum() or value[0].isdigit()):
+        if value is not None and not _is_env_name(value):
             raise ValueError("must be an environment variable name such as RELEASEGATE_TOKEN, not the token itself")
         return value
+
+
+# Token formats that are also valid identifiers (GitHub's), so the character test alone lets them through.
+_TOKEN_PREFIXES = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")
+
+
+def _is_env_name(value: str) -> bool:
+    if not value or not value.replace("_", "a").isalnum() or not value.isascii() or value[0].isdigit():
+        return False
+    if value.startswith(_TOKEN_PREFIXES):
+        return False
+    # A long run of mixed case and digits is a random token, not a name someone chose.
+    return not (
+        len(value) >= 24 and any(c.islower() for c in value) and any(c.isupper() for c in value) and any(c.isdigit() for c in value)
+    )
 
 
 class HealthPaths(_Strict):
@@ -138,7 +153,7 @@ class RetryPolicy(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> RetryPolicy:
         if self.max_interval_s < self.interval_s:
-            raise ValueError("max_interval_s must be >= interval_s")
+            raise ValueError("max_interval_s must be at least interval_s")
         return self
 
 
@@ -208,27 +223,45 @@ class LoadedGates:
 
 def load_target(path: Path) -> LoadedTarget:
     data, lines = load_yaml(path)
-    target = _validate(Target, data, lines, str(path))
-    loaded = LoadedTarget(target=target, path=path.resolve())
-    problems = target_problems(loaded, lines)
+    shown = str(path)
+    # Like gates.yaml: look at the raw data too, so schema and file/env problems come in one list.
+    problems = target_problems(data, lines, shown, folder=path.resolve().parent)
+    try:
+        target = _validate(Target, data, lines, shown)
+    except ConfigError as exc:
+        raise ConfigError(sorted(exc.problems + problems, key=_by_line)) from None
     if problems:
         raise ConfigError(problems)
-    return loaded
+    return LoadedTarget(target=target, path=path.resolve())
 
 
-def target_problems(loaded: LoadedTarget, lines: LineIndex) -> list[Problem]:
+def target_problems(data: Any, lines: LineIndex, shown: str, *, folder: Path) -> list[Problem]:
     """Problems a valid schema cannot see: missing files, unset secret variables."""
-    shown = str(loaded.path)
     problems: list[Problem] = []
-    bundle = loaded.ca_bundle
-    if bundle is not None and not bundle.is_file():
+    if not isinstance(data, dict):
+        return problems
+    tls, auth = data.get("tls"), data.get("auth")
+    ca_bundle = tls.get("ca_bundle") if isinstance(tls, dict) else None
+    if isinstance(ca_bundle, str) and ca_bundle and not (bundle := (folder / ca_bundle).resolve()).is_file():
         problems.append(
-            Problem(shown, lines.line(("tls", "ca_bundle")), "tls.ca_bundle", f"file {bundle} does not exist", "point it at a PEM file, relative to the target file")
+            Problem(
+                shown,
+                lines.line(("tls", "ca_bundle")),
+                "tls.ca_bundle",
+                f"file {bundle} does not exist",
+                "point it at a PEM file, relative to the target file",
+            )
         )
-    env = loaded.target.auth.token_env
-    if env and not os.environ.get(env):
+    env = auth.get("token_env") if isinstance(auth, dict) else None
+    if isinstance(env, str) and _is_env_name(env) and not os.environ.get(env):
         problems.append(
-            Problem(shown, lines.line(("auth", "token_env")), "auth.token_env", f"environment variable {env} is not set or empty", f"export {env}=<token> before running the gate")
+            Problem(
+                shown,
+                lines.line(("auth", "token_env")),
+                "auth.token_env",
+                f"environment variable {env} is not set or empty",
+                f"export {env}=<token> before running the gate",
+            )
         )
     return problems
 
@@ -287,12 +320,32 @@ def gates_problems(data: Any, lines: LineIndex, shown: str, *, today: date, stri
             if not isinstance(waiver, dict):
                 continue
             unknown(waiver.get("check"), ("waivers", index, "check"))
-            expires = waiver.get("expires")
-            if strict_waivers and isinstance(expires, date) and expires < today:
+            expires = _as_date(waiver.get("expires"))
+            if strict_waivers and expires is not None and expires < today:
                 problems.append(
-                    Problem(shown, lines.line(("waivers", index, "expires")), f"waivers[{index}].expires", f"waiver for '{waiver.get('check')}' expired on {expires.isoformat()} and no longer applies", "fix the check, or renew the waiver with a new justification and date, or remove it")
+                    Problem(
+                        shown,
+                        lines.line(("waivers", index, "expires")),
+                        f"waivers[{index}].expires",
+                        f"waiver for '{waiver.get('check')}' expired on {expires.isoformat()} and no longer applies",
+                        "fix the check, or renew the waiver with a new justification and date, or remove it",
+                    )
                 )
     return problems
+
+
+def _as_date(value: Any) -> date | None:
+    """The date the schema will see: YAML gives a date, a datetime or (quoted) a string."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
 
 
 M = typing.TypeVar("M", bound=BaseModel)
@@ -300,7 +353,13 @@ M = typing.TypeVar("M", bound=BaseModel)
 
 def _validate(model: type[M], data: Any, lines: LineIndex, shown: str) -> M:
     if not isinstance(data, dict):
-        raise ConfigError([Problem(shown, lines.line(()), "", "the file must be a YAML mapping of keys to values", "start the file with `key: value` lines")])
+        raise ConfigError(
+            [
+                Problem(
+                    shown, lines.line(()), "", "the file must be a YAML mapping of keys to values", "start the file with `key: value` lines"
+                )
+            ]
+        )
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -323,7 +382,18 @@ def _problem(model: type[BaseModel], err: Any, lines: LineIndex, shown: str) -> 
         expected = err.get("ctx", {}).get("expected", "")
         return Problem(shown, line, key, f"invalid value {err.get('input')!r}", f"use one of {expected}")
     message = err["msg"].removeprefix("Value error, ")
-    return Problem(shown, line, key, f"{message} (got {_short(err.get('input'))})", _fix_for(kind, err.get("ctx") or {}, message))
+    value = err.get("input")
+    if kind == "value_error" and isinstance(value, dict):
+        # A rule across fields (model validator) starts its message with the field to change;
+        # point at that key rather than at the enclosing mapping.
+        field = message.split(" ", 1)[0]
+        if field in _allowed_keys(model, loc):
+            loc = (*loc, field)
+            key, line, value = dotted(loc), lines.line(loc), value.get(field, "the default")
+            return Problem(shown, line, key, f"{message} (got {_short(value)})", f"change the value: {message}")
+    # A token pasted where its variable's name belongs must not be echoed into logs.
+    got = "the value is not shown: it may be a secret" if loc and loc[-1] == "token_env" else f"got {_short(value)}"
+    return Problem(shown, line, key, f"{message} ({got})", _fix_for(kind, err.get("ctx") or {}, message))
 
 
 _BOUND_WORDS = {"greater_than": "greater than", "greater_than_equal": "at least", "less_than": "less than", "less_than_equal": "at most"}
@@ -333,10 +403,14 @@ _BOUND_CTX = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt
 def _fix_for(kind: str, ctx: dict[str, Any], message: str) -> str:
     if kind in _BOUND_WORDS:
         return f"use a number {_BOUND_WORDS[kind]} {ctx.get(_BOUND_CTX[kind])}"
+    if kind.startswith("date"):
+        return "write a date as YYYY-MM-DD"
     if kind == "string_too_short":
         return f"write at least {ctx.get('min_length')} characters"
+    if kind == "model_type":
+        return "write a mapping: `key: value` lines indented under this key"
     if kind.endswith(("_type", "_parsing")):
-        return "write " + message.lower().removeprefix("input should be ")
+        return "write " + message.removeprefix("Input should be ")
     if kind == "value_error":
         return "change the value: it " + message
     return "see the comment on this key in the shipped gates.yaml / targets/staging.example.yaml"

@@ -5,7 +5,8 @@ The model (design.md, "Decision model"):
 - a blocking check that could not judge (error) -> ``on_error`` (hold by default; never promote);
 - warnings (a warned check, or a non-pass of a warning-severity check) are reported and decide
   only when ``on_warning: hold``; info-severity results are only reported;
-- a failure covered by an unexpired waiver is ``waived``; an expired waiver is ignored and said so;
+- a failure (or warning) covered by an unexpired waiver is ``waived``; an error is never waived
+  (a waiver accepts a known failure, it is not evidence); an expired waiver is ignored and said so;
 - no evidence -> hold: nothing ran, everything was skipped, or a ``required`` check did not run.
 """
 
@@ -21,6 +22,9 @@ from releasegate.config import Gates, Waiver
 from releasegate.results import CheckResult, Decision, Stage
 
 NON_PASSING = ("failed", "warned", "error")
+# A waiver accepts a known failure; it cannot stand in for evidence the gate never got, so an
+# error ("could not judge") stays an error under a waiver.
+WAIVABLE = ("failed", "warned")
 
 
 @dataclass(frozen=True)
@@ -84,21 +88,34 @@ def decide(
 def _apply_waivers(results: Sequence[CheckResult], waivers: Sequence[Waiver], today: date) -> tuple[list[CheckResult], list[str]]:
     out: list[CheckResult] = []
     notes: list[str] = []
+    # A pattern waiver (or a check run once per subject) covers several rows: it is unneeded only
+    # when none of them needed it.
+    used: set[int] = set()
+    passed: dict[int, list[str]] = {}
     for result in results:
-        matching = [w for w in waivers if registry.matches(w.check, result.id)]
-        active = [w for w in matching if w.expires >= today]
-        if result.outcome in NON_PASSING and active:
-            waiver = active[0]
+        matching = [(i, w) for i, w in enumerate(waivers) if registry.matches(w.check, result.id)]
+        active = [(i, w) for i, w in matching if w.expires >= today]
+        if result.outcome == "error" and active:
+            notes.append(f"waiver for {result.id} does not cover an error: the check could not judge")
+            used.update(index for index, _ in active)
+        elif result.outcome in WAIVABLE and active:
+            index, waiver = active[0]
+            used.add(index)
             summary = f"{result.summary} [waived until {waiver.expires.isoformat()}: {waiver.justification}]"
             out.append(dataclasses.replace(result, outcome="waived", summary=summary))
             continue
-        if result.outcome in NON_PASSING and matching:
-            expired = matching[0].expires.isoformat()
+        elif result.outcome in NON_PASSING and matching and not active:
+            expired = matching[0][1].expires.isoformat()
             notes.append(f"waiver for {result.id} expired on {expired}: not applied")
-        elif result.outcome == "passed" and active:
-            notes.append(f"waiver for {result.id} is no longer needed: the check passed")
+        elif result.outcome == "passed":
+            for index, _ in active:
+                passed.setdefault(index, []).append(result.id)
         out.append(result)
-    return out, notes
+    for index, ids in passed.items():
+        if index not in used:
+            checks = ", ".join(dict.fromkeys(ids))
+            notes.append(f"waiver for {waivers[index].check} is no longer needed: {checks} passed")
+    return out, list(dict.fromkeys(notes))  # one note per check, not per subject row
 
 
 def _missing_required(results: Sequence[CheckResult], required: Sequence[str], stage: Stage, selected: Iterable[str] | None) -> list[str]:
@@ -106,9 +123,9 @@ def _missing_required(results: Sequence[CheckResult], required: Sequence[str], s
         return []
     asked = set(selected) if selected is not None else {s.id for s in registry.CHECKS if s.stage == stage}
     evidence = {r.id for r in results if r.outcome != "skipped"}
-    missing = []
+    missing: dict[str, None] = {}  # ordered set: overlapping patterns name a check once
     for pattern in required:
         for spec in registry.select(pattern):
             if spec.stage == stage and spec.id in asked and spec.id not in evidence:
-                missing.append(f"required check {spec.id} produced no evidence (not run or skipped)")
-    return missing
+                missing[f"required check {spec.id} produced no evidence (not run or skipped)"] = None
+    return list(missing)

@@ -6,7 +6,9 @@ they are registered once per run and replaced by ``[redacted:NAME]`` wherever th
 
 from __future__ import annotations
 
+import html
 import io
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,10 +24,15 @@ class Redactor:
             self.add(name, value)
 
     def add(self, name: str, value: str | None) -> None:
-        if value and len(value) >= MIN_SECRET_LENGTH and all(value != v for _, v in self._secrets):
-            self._secrets.append((name, value))
-            # Longest first, so a secret that contains another is replaced whole.
-            self._secrets.sort(key=lambda item: len(item[1]), reverse=True)
+        if not value or len(value) < MIN_SECRET_LENGTH:
+            return
+        # Files written by other tools hold the secret escaped (JSON, XML/HTML), so those
+        # spellings are secrets too.
+        for spelling in (value, json.dumps(value)[1:-1], html.escape(value), html.escape(value, quote=False)):
+            if all(spelling != v for _, v in self._secrets):
+                self._secrets.append((name, spelling))
+        # Longest first, so a secret that contains another is replaced whole.
+        self._secrets.sort(key=lambda item: len(item[1]), reverse=True)
 
     def __bool__(self) -> bool:
         return bool(self._secrets)
@@ -89,6 +96,9 @@ class RedactingStream(io.TextIOBase):
             self._inner.write(self._redactor.text(self._pending))
             self._pending = ""
         self._inner.flush()
+
+    def writable(self) -> bool:
+        return True
 
     def isatty(self) -> bool:
         return self._inner.isatty()

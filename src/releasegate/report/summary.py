@@ -10,9 +10,11 @@ from releasegate.decision import Judgement
 from releasegate.report.verdict import RunFacts, iso
 from releasegate.results import CheckResult
 
-# GitHub refuses a step summary over 1024 KiB; stay far below, evidence is the first to go.
+# GitHub refuses a step summary over 1024 KiB (bytes, not characters); stay far below. Output is
+# cut between whole blocks, so a cut never leaves a code fence or <details> open.
 MAX_EVIDENCE_CHARS = 4000
-MAX_TOTAL_CHARS = 512 * 1024
+MAX_TOTAL_BYTES = 512 * 1024
+TRUNCATED = "\n… summary truncated; see verdict.json for everything.\n"
 _ICON = {"rollback": "❌", "hold": "⏸️", "pass": "✅", "promote": "✅"}
 
 
@@ -21,35 +23,59 @@ def render_summary(facts: RunFacts, judgement: Judgement) -> str:
     counts = Counter(r.outcome for r in judgement.results)
     tally = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no checks"
     dry = " (dry run: exit 0)" if facts.dry_run else ""
-    lines = [
+    # Each entry is a whole markdown block: kept or dropped as one.
+    blocks = [
         f"## {_ICON[decision]} releasegate: **{decision.upper()}**{dry}",
         "",
-        f"{facts.stage} on `{facts.target}` · exit code {judgement.decision.exit_code} · {tally} · {iso(facts.started_at)} → {iso(facts.finished_at)}",
+        f"{facts.stage} on `{facts.target}` · exit code {judgement.decision.exit_code} · {tally} · "
+        f"{iso(facts.started_at)} → {iso(facts.finished_at)}",
         "",
         "### Reasons",
         *[f"- {_inline(reason)}" for reason in judgement.reasons],
     ]
     not_passing = [r for r in judgement.results if r.outcome not in ("passed",)]
     if not_passing:
-        lines += ["", "### Checks that did not pass", "", "| check | outcome | severity | observed | expected | summary |", "|---|---|---|---|---|---|"]
-        lines += [
-            f"| `{r.id}` | {r.outcome} | {r.severity} | {_cell(r.observed)} | {_cell(r.expected)} | {_cell(r.summary)} |" for r in not_passing
+        blocks += [
+            "",
+            "### Checks that did not pass",
+            "",
+            "| check | outcome | severity | observed | expected | summary |\n|---|---|---|---|---|---|",
+        ]
+        blocks += [
+            f"| `{r.id}` | {r.outcome} | {r.severity} | {_cell(r.observed)} | {_cell(r.expected)} | {_cell(r.summary)} |"
+            for r in not_passing
         ]
         for result in not_passing:
-            lines += _details(result)
+            blocks.append("\n".join(_details(result)))
     if judgement.notes:
-        lines += ["", "### Notes", *[f"- {_inline(note)}" for note in judgement.notes]]
-    text = "\n".join(lines) + "\n"
-    if len(text) > MAX_TOTAL_CHARS:
-        text = text[:MAX_TOTAL_CHARS] + "\n\n… summary truncated; see verdict.json for everything.\n"
-    return text
+        blocks += ["", "### Notes", *[f"- {_inline(note)}" for note in judgement.notes]]
+    return _fit(blocks, MAX_TOTAL_BYTES)
+
+
+def _fit(blocks: list[str], limit: int) -> str:
+    budget = limit - len(TRUNCATED.encode())
+    size = 0
+    for count, block in enumerate(blocks):
+        size += len(block.encode()) + 1
+        if size > budget:
+            return "\n".join(blocks[:count]) + "\n" + TRUNCATED
+    return "\n".join(blocks) + "\n"
 
 
 def _details(result: CheckResult) -> list[str]:
     body = json.dumps(result.evidence, indent=2, default=str, ensure_ascii=False)
     if len(body) > MAX_EVIDENCE_CHARS:
         body = body[:MAX_EVIDENCE_CHARS] + "\n… (truncated; full evidence in verdict.json)"
-    return ["", f"<details><summary><code>{result.id}</code> evidence</summary>", "", "```json", body.replace("```", "'''"), "```", "", "</details>"]
+    return [
+        "",
+        f"<details><summary><code>{result.id}</code> evidence</summary>",
+        "",
+        "```json",
+        body.replace("```", "'''"),
+        "```",
+        "",
+        "</details>",
+    ]
 
 
 def _cell(value: Any) -> str:

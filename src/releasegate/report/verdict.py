@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from releasegate.decision import Judgement
@@ -25,6 +25,9 @@ class RunFacts:
 
 
 def iso(moment: datetime) -> str:
+    """UTC with a Z; an aware time in another zone is converted first (a naive one is taken as UTC)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
