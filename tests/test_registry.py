@@ -62,3 +62,9 @@ def test_select_returns_the_specs_a_pattern_selects() -> None:
     assert {s.id for s in registry.select("health")} == {s.id for s in registry.CHECKS if s.id.startswith("health.")}
     assert registry.select("health.live") == []
     assert registry.select("nothing.*") == []
+
+
+@pytest.mark.parametrize("spec", registry.CHECKS, ids=lambda s: s.id)
+def test_every_check_names_the_fault_that_proves_it(spec: registry.CheckSpec) -> None:
+    # A check with no proving fault is not done (design.md, "Proving every check").
+    assert spec.fault is not None and re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", spec.fault), spec

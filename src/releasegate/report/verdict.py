@@ -43,7 +43,7 @@ def verdict_document(facts: RunFacts, judgement: Judgement) -> dict[str, Any]:
         "started_at": iso(facts.started_at),
         "finished_at": iso(facts.finished_at),
     }
-    # Additions to v1 (documented in design.md): readers must ignore keys they do not know.
+    # Additions to v1 (documented in docs/contract.md): readers must ignore keys they do not know.
     document["dry_run"] = facts.dry_run
     document["notes"] = list(judgement.notes)
     document["counts"] = dict(Counter(r.outcome for r in judgement.results))
