@@ -21,10 +21,23 @@ from releasegate.results import Finding
 HealthStatus = Literal["pass", "warn", "fail"]
 Dialect = Literal["health+json", "spring", "plain"]
 
-_IETF_STATUS: dict[str, HealthStatus] = {"pass": "pass", "ok": "pass", "up": "pass", "warn": "warn", "fail": "fail", "error": "fail", "down": "fail"}
+_IETF_STATUS: dict[str, HealthStatus] = {
+    "pass": "pass",
+    "ok": "pass",
+    "up": "pass",
+    "warn": "warn",
+    "fail": "fail",
+    "error": "fail",
+    "down": "fail",
+}
 _SPRING_STATUS: dict[str, HealthStatus] = {"UP": "pass", "UNKNOWN": "warn", "DOWN": "fail", "OUT_OF_SERVICE": "fail"}
 _RANK: dict[HealthStatus, int] = {"pass": 0, "warn": 1, "fail": 2}
-_JSON_TYPES = ("application/health+json", "application/json", "application/vnd.spring-boot.actuator.v3+json", "application/vnd.spring-boot.actuator.v2+json")
+_JSON_TYPES = (
+    "application/health+json",
+    "application/json",
+    "application/vnd.spring-boot.actuator.v3+json",
+    "application/vnd.spring-boot.actuator.v2+json",
+)
 
 
 @dataclass(frozen=True)
@@ -48,20 +61,25 @@ class HealthDocument:
 
 def parse(observation: HttpObservation) -> HealthDocument:
     """Read a health answer in any supported dialect; ProbeError when the body cannot be read."""
-    if observation.truncated:
-        raise ProbeError(f"health answer larger than {len(observation.body)} bytes; refusing to judge a truncated body", url=observation.url)
     http_status: HealthStatus = "pass" if 200 <= observation.status < 300 else "fail"
     looks_json = observation.content_type in _JSON_TYPES or observation.content_type.endswith("+json")
     if not looks_json:
-        return HealthDocument(dialect="plain", status=http_status)
+        return HealthDocument(dialect="plain", status=http_status)  # the body is not read, so its size does not matter
+    if observation.truncated:
+        raise ProbeError(
+            f"health answer larger than {len(observation.body)} bytes; refusing to judge a truncated body", url=observation.url
+        )
     data = _json(observation)
     if not isinstance(data, dict) or "status" not in data:
         raise ProbeError(f"{observation.content_type} body has no top-level 'status'", url=observation.url)
     raw = data["status"]
     if not isinstance(raw, str):
         raise ProbeError(f"'status' is {type(raw).__name__}, expected a string", url=observation.url)
-    if raw in _SPRING_STATUS:
-        return HealthDocument(dialect="spring", status=_SPRING_STATUS[raw], components=tuple(_spring_components(data.get("components"), "")))
+    # health+json allows Spring's "UP"/"DOWN" as aliases: a document with "checks" is health+json whatever its status word.
+    if raw in _SPRING_STATUS and "checks" not in data:
+        return HealthDocument(
+            dialect="spring", status=_SPRING_STATUS[raw], components=tuple(_spring_components(data.get("components"), ""))
+        )
     if raw.lower() in _IETF_STATUS:
         return HealthDocument(
             dialect="health+json",
@@ -76,20 +94,27 @@ def parse(observation: HttpObservation) -> HealthDocument:
 def judge_endpoint(observation: HttpObservation, *, max_latency_ms: float | None) -> Finding:
     """Liveness/readiness: 2xx, a body that does not say fail, within the latency budget."""
     evidence = observation.evidence()
-    expected = "HTTP 2xx" + (f" within {max_latency_ms:g} ms" if max_latency_ms else "")
+    expected = "HTTP 2xx" + (f" within {max_latency_ms:g} ms" if max_latency_ms is not None else "")
+    ok_status = 200 <= observation.status < 300
+    body_status: HealthStatus | None = None
     try:
         document = parse(observation)
+        body_status = document.status if document.dialect != "plain" else None
     except ProbeError as exc:
-        return Finding("error", str(exc), observed=f"HTTP {observation.status}", expected=expected, evidence=evidence)
-    observed = f"HTTP {observation.status} in {observation.latency_ms:.0f} ms" + (f", status {document.status}" if document.dialect != "plain" else "")
-    if not 200 <= observation.status < 300:
+        if ok_status:
+            return Finding("error", str(exc), observed=f"HTTP {observation.status}", expected=expected, evidence=evidence)
+        # A non-2xx answer fails on its status code alone; an unreadable body does not make it "could not judge".
+    observed = f"HTTP {observation.status} in {observation.latency_ms:.0f} ms" + (f", status {body_status}" if body_status else "")
+    if not ok_status:
         where = f" -> {observation.headers['location']}" if 300 <= observation.status < 400 and "location" in observation.headers else ""
         return Finding("failed", f"answered HTTP {observation.status} {observation.reason}{where}", observed, expected, evidence)
-    if document.status == "fail":
+    if body_status == "fail":
         return Finding("failed", "HTTP 2xx but the body says fail", observed, expected, evidence)
     if max_latency_ms is not None and observation.latency_ms > max_latency_ms:
-        return Finding("failed", f"answered in {observation.latency_ms:.0f} ms, over the {max_latency_ms:g} ms budget", observed, expected, evidence)
-    if document.status == "warn":
+        return Finding(
+            "failed", f"answered in {observation.latency_ms:.0f} ms, over the {max_latency_ms:g} ms budget", observed, expected, evidence
+        )
+    if body_status == "warn":
         return Finding("warned", "answered but reports warn", observed, expected, evidence)
     return Finding("passed", f"HTTP {observation.status} in {observation.latency_ms:.0f} ms", observed, expected, evidence)
 
@@ -128,7 +153,13 @@ def judge_release(observation: HttpObservation, expected_release: str) -> Findin
     """The deployed releaseId (or version) equals the expected release."""
     evidence = observation.evidence()
     if not 200 <= observation.status < 300:
-        return Finding("error", f"cannot read the release: HTTP {observation.status}", observed=f"HTTP {observation.status}", expected=expected_release, evidence=evidence)
+        return Finding(
+            "error",
+            f"cannot read the release: HTTP {observation.status}",
+            observed=f"HTTP {observation.status}",
+            expected=expected_release,
+            evidence=evidence,
+        )
     try:
         published = _release_fields(observation)
     except ProbeError as exc:
@@ -137,9 +168,17 @@ def judge_release(observation: HttpObservation, expected_release: str) -> Findin
         return Finding("error", "the answer names no version or releaseId", observed=None, expected=expected_release, evidence=evidence)
     evidence["published"] = published
     if expected_release in published.values():
-        return Finding("passed", f"release {expected_release} is deployed", observed=published, expected=expected_release, evidence=evidence)
+        return Finding(
+            "passed", f"release {expected_release} is deployed", observed=published, expected=expected_release, evidence=evidence
+        )
     shown = published.get("releaseId") or published.get("release_id") or next(iter(published.values()))
-    return Finding("failed", f"deployed release is {shown}, expected {expected_release}", observed=published, expected=expected_release, evidence=evidence)
+    return Finding(
+        "failed",
+        f"deployed release is {shown}, expected {expected_release}",
+        observed=published,
+        expected=expected_release,
+        evidence=evidence,
+    )
 
 
 def _release_fields(observation: HttpObservation) -> dict[str, str]:
@@ -188,8 +227,8 @@ def _ietf_components(checks: Any, url: str) -> list[Component]:
             status = _IETF_STATUS.get(entry["status"].lower())
             if status is None:
                 raise ProbeError(f"checks[{key!r}][{index}] has unknown status {entry['status']!r}", url=url)
-            name = key if len(items) == 1 else f"{key}[{entry.get('componentId', index)}]"
-            components.append(Component(name=str(key) if len(items) == 1 else name, status=status, output=str(entry.get("output", ""))[:200]))
+            name = str(key) if len(items) == 1 else f"{key}[{entry.get('componentId', index)}]"
+            components.append(Component(name=name, status=status, output=str(entry.get("output", ""))[:200]))
     return components
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,10 @@ class HttpObservation:
     truncated: bool
     latency_ms: float
 
+    def __post_init__(self) -> None:
+        # Header names are case-insensitive; lower-case them once so lookups and redaction cannot miss.
+        object.__setattr__(self, "headers", {k.lower(): v for k, v in self.headers.items()})
+
     @property
     def content_type(self) -> str:
         return self.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -74,7 +79,16 @@ def ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
 
 def get(url: str, settings: HttpSettings) -> HttpObservation:
     """GET ``url`` within ``settings.timeout_s`` in total; raise ProbeError when nothing could be measured."""
-    return asyncio.run(fetch(url, settings))
+    # Not asyncio.run(): on the way out it joins the default executor, so a getaddrinfo() stuck in a
+    # slow resolver would hold the probe long past its timeout. close() leaves that thread to finish alone.
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(fetch(url, settings))
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
 
 
 async def fetch(url: str, settings: HttpSettings) -> HttpObservation:
@@ -96,34 +110,60 @@ async def _fetch(url: str, settings: HttpSettings) -> HttpObservation:
     timeout = httpx.Timeout(settings.timeout_s)
     async with httpx.AsyncClient(verify=settings.verify, timeout=timeout, follow_redirects=False, trust_env=False) as client:
         started = time.perf_counter()
-        async with client.stream("GET", url, headers=dict(settings.headers)) as response:
-            chunks: list[bytes] = []
-            size = 0
-            truncated = False
-            async for chunk in response.aiter_bytes():
-                room = settings.max_body_bytes - size
-                if len(chunk) > room:
-                    chunks.append(chunk[:room])
-                    truncated = True
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
+        headers = dict(settings.headers)
+        if not any(name.lower() == "accept-encoding" for name in headers):
+            # httpx decompresses before the cap applies: a compressed answer could inflate ~1000x past it.
+            headers["Accept-Encoding"] = "identity"
+        async with client.stream("GET", url, headers=headers) as response:
+            body, truncated = await _read_bounded(response, settings.max_body_bytes)
             latency_ms = (time.perf_counter() - started) * 1000
             return HttpObservation(
                 url=url,
                 status=response.status_code,
                 reason=response.reason_phrase,
                 headers={k.lower(): v for k, v in response.headers.items()},
-                body=b"".join(chunks),
+                body=body,
                 truncated=truncated,
                 latency_ms=latency_ms,
             )
 
 
+async def _read_bounded(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """At most ``limit`` decoded bytes, and whether there was more.
+
+    Raw bytes are read and decompressed here with an output bound, because httpx's own
+    decoding inflates a whole chunk before any cap applies (a gzip bomb grows ~1000x).
+    """
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        # wbits 47 (32 + 15) accepts gzip and zlib headers; raw deflate is rare enough to ignore.
+        decoder = zlib.decompressobj(47)
+    elif encoding in ("identity", ""):
+        decoder = None
+    else:
+        raise ProbeError(f"unsupported Content-Encoding {encoding!r} (asked for identity)", url=str(response.url))
+    chunks: list[bytes] = []
+    size = 0
+    async for raw in response.aiter_raw():
+        try:
+            chunk = decoder.decompress(raw, limit - size + 1) if decoder is not None else raw
+        except zlib.error as exc:
+            raise ProbeError(f"corrupt {encoding} body: {exc}", url=str(response.url)) from None
+        room = limit - size
+        if len(chunk) > room or (decoder is not None and decoder.unconsumed_tail):
+            chunks.append(chunk[:room])
+            return b"".join(chunks), True
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks), False
+
+
 def _cause(exc: BaseException) -> str:
     """The innermost readable reason (httpx wraps ssl and socket errors)."""
     inner: BaseException = exc
-    while inner.__cause__ is not None or inner.__context__ is not None:
-        inner = inner.__cause__ or inner.__context__  # type: ignore[assignment]
+    seen = {id(exc)}  # an explicitly set __cause__ can close a cycle
+    while (nxt := inner.__cause__ or inner.__context__) is not None and id(nxt) not in seen:
+        seen.add(id(nxt))
+        inner = nxt
     text = str(inner) or type(inner).__name__
     return text if inner is exc else f"{text} ({type(inner).__name__})"

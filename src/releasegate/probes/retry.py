@@ -32,9 +32,11 @@ def until_passed(
     while True:
         finding = attempt()
         outcomes.append(finding.outcome)
-        if finding.outcome == "passed" or clock() + interval > deadline:
+        remaining = deadline - clock()
+        if finding.outcome == "passed" or remaining <= 0:
             break
-        sleep(interval)
+        # When the next interval would overshoot the window, wait only until it closes and try once more there.
+        sleep(min(interval, remaining))
         interval = min(interval * policy.backoff, policy.max_interval_s)
     if len(outcomes) == 1:
         return finding
