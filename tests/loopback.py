@@ -117,7 +117,12 @@ def healthy_routes(release: str = "2026.11.26-1") -> dict[str, Route | Handler]:
         "/readyz": Route(200, "ready"),
         "/health": Route(
             200,
-            {"status": "pass", "version": "1.4.0", "releaseId": release, "checks": {"db:responseTime": [{"status": "pass", "componentType": "datastore"}]}},
+            {
+                "status": "pass",
+                "version": "1.4.0",
+                "releaseId": release,
+                "checks": {"db:responseTime": [{"status": "pass", "componentType": "datastore"}]},
+            },
             content_type="application/health+json",
         ),
         "/version": Route(200, {"version": "1.4.0", "releaseId": release}),

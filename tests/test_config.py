@@ -428,6 +428,17 @@ def test_token_env_unset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert problem.fix == f"export {TOKEN_ENV}=<token> before running the gate"
 
 
+def test_a_token_too_short_to_redact_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Redaction ignores values under MIN_SECRET_LENGTH, so such a token would leak: refuse it.
+    monkeypatch.setenv(TOKEN_ENV, "abc")
+    path = write(tmp_path, "t.yaml", TARGET + f"auth:\n  token_env: {TOKEN_ENV}\n")
+
+    problem = only(target_problems(path))
+
+    assert (problem.line, problem.key) == (6, "auth.token_env")
+    assert "could not be redacted" in problem.message and "abc" not in str(problem)
+
+
 def test_token_env_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(TOKEN_ENV, "s3cr3t-value")
 

@@ -1,6 +1,6 @@
 """releasegate: deployment validation and gatekeeping — pass / promote / hold / rollback."""
 
-from releasegate._exceptions import ConfigError, InternalError, Problem, ProbeError, ProbeTimeout, ReleasegateError
+from releasegate._exceptions import ConfigError, InternalError, ProbeError, ProbeTimeout, Problem, ReleasegateError
 from releasegate.results import CheckResult, Decision, ExitCode, Finding
 
 __all__ = [

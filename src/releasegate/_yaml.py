@@ -97,7 +97,17 @@ def _build(
     shown: str,
 ) -> Any:
     if len(lines) > MAX_VALUES:
-        raise ConfigError([Problem(shown, node.start_mark.line + 1, dotted(path), f"more than {MAX_VALUES} values (alias expansion?)", "write a smaller file")])
+        raise ConfigError(
+            [
+                Problem(
+                    shown,
+                    node.start_mark.line + 1,
+                    dotted(path),
+                    f"more than {MAX_VALUES} values (alias expansion?)",
+                    "write a smaller file",
+                )
+            ]
+        )
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:

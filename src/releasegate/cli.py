@@ -153,20 +153,32 @@ def cmd_run(args: argparse.Namespace, report_dirs: list[Path]) -> int:
 
     checks_dir = stage_dir(suite, args.stage)
     pytest_args = [
-        "-c", str(suite / "checks" / "pytest.ini"),
-        "--rootdir", str(suite),
-        "-p", "releasegate.plugin",
-        "-o", "console_output_style=classic",
+        "-c",
+        str(suite / "checks" / "pytest.ini"),
+        "--rootdir",
+        str(suite),
+        "-p",
+        "releasegate.plugin",
+        "-o",
+        "console_output_style=classic",
         "--tb=short",
         "-rN",  # the verdict below replaces the short test summary
+        # The CLI imported releasegate before pytest could mark the plugin for assertion
+        # rewriting; the plugin has no asserts that need it.
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",
         "-v" if args.verbose else "-q",
-        "--stage", args.stage,
-        "--target", str(args.target.resolve()),
-        "--gates", str(Path(gates_path).resolve()),
-        "--report-dir", str(report_dir),
+        "--stage",
+        args.stage,
+        "--target",
+        str(args.target.resolve()),
+        "--gates",
+        str(Path(gates_path).resolve()),
+        "--report-dir",
+        str(report_dir),
     ]
-    if args.only:
-        pytest_args += ["--only", *args.only]
+    # One `--only=P` per pattern: `--only P ...` takes every argument after it, the suite path included.
+    pytest_args += [f"--only={pattern}" for pattern in args.only or []]
     if args.dry_run:
         pytest_args.append("--dry-run")
     if args.expect_release:
@@ -175,7 +187,7 @@ def cmd_run(args: argparse.Namespace, report_dirs: list[Path]) -> int:
 
     observer = _RunObserver()
     out, err = RedactingStream(sys.stdout, redactor), RedactingStream(sys.stderr, redactor)
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):  # type: ignore[type-var]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             pytest_code = pytest.main(pytest_args, plugins=[observer])
         finally:
@@ -189,7 +201,8 @@ def cmd_run(args: argparse.Namespace, report_dirs: list[Path]) -> int:
         (report_dir / "internal-error.txt").write_text(redactor.text("\n".join(observer.internal_errors)), encoding="utf-8")
         print(f"internal error inside the gate run; traceback saved to {report_dir / 'internal-error.txt'} (exit 4)", file=sys.stderr)
         return ExitCode.INTERNAL_ERROR
-    if pytest_code == pytest.ExitCode.USAGE_ERROR:
+    # The plugin leaves with exit 3 on a configuration problem (pytest.exit); pytest itself with 4.
+    if pytest_code in (pytest.ExitCode.USAGE_ERROR, ExitCode.CONFIG_ERROR):
         return ExitCode.CONFIG_ERROR
     print(f"the gate did not reach a decision (pytest exit {int(pytest_code)}): exit 4", file=sys.stderr)
     return ExitCode.INTERNAL_ERROR

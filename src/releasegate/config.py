@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from releasegate import registry
 from releasegate._exceptions import ConfigError, Problem
 from releasegate._yaml import LineIndex, YamlPath, dotted, load_yaml
+from releasegate.redact import MIN_SECRET_LENGTH
 from releasegate.results import Severity
 
 
@@ -261,6 +262,18 @@ def target_problems(data: Any, lines: LineIndex, shown: str, *, folder: Path) ->
                 "auth.token_env",
                 f"environment variable {env} is not set or empty",
                 f"export {env}=<token> before running the gate",
+            )
+        )
+    elif isinstance(env, str) and _is_env_name(env) and len(os.environ[env]) < MIN_SECRET_LENGTH:
+        # Redaction ignores values this short (they would match ordinary words), so such a
+        # token would be printed in clear: refuse it rather than leak it.
+        problems.append(
+            Problem(
+                shown,
+                lines.line(("auth", "token_env")),
+                "auth.token_env",
+                f"the token in {env} is shorter than {MIN_SECRET_LENGTH} characters and could not be redacted from reports",
+                f"use a real bearer token in {env}",
             )
         )
     return problems

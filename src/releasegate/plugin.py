@@ -18,7 +18,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NoReturn
 
 import pytest
 
@@ -38,13 +38,19 @@ from releasegate.results import STAGES, CheckResult, Decision, ExitCode, Finding
 MAX_PROPERTY_CHARS = 8000
 
 # (flag, ini twin, kind, help). One table instead of a run of near-identical addoption calls.
-_OPTIONS: tuple[tuple[str, str, str, str], ...] = (
+_IniKind = Literal["string", "bool", "args"]
+_OPTIONS: tuple[tuple[str, str, _IniKind, str], ...] = (
     ("--stage", "releasegate_stage", "string", "gate stage: pre-deploy | post-deploy | canary (turns the gate on)"),
     ("--target", "releasegate_target", "string", "target file (YAML) describing the deployment under test"),
     ("--gates", "releasegate_gates", "string", "policy file (default: the gate suite's gates.yaml)"),
     ("--report-dir", "releasegate_report_dir", "string", "report folder (default: reports/<stage>-<UTC timestamp>/)"),
     ("--dry-run", "releasegate_dry_run", "bool", "run and report everything, record the decision, exit 0"),
-    ("--expect-release", "releasegate_expect_release", "string", "release id the deployment must report (overrides the target's expected_release)"),
+    (
+        "--expect-release",
+        "releasegate_expect_release",
+        "string",
+        "release id the deployment must report (overrides the target's expected_release)",
+    ),
     ("--only", "releasegate_only", "args", "run only checks whose id matches these prefixes or globs"),
 )
 
@@ -107,7 +113,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             group.addoption(flag, action="extend", nargs="+", default=None, dest=dest, metavar="PATTERN", help=help_text)
         else:
             group.addoption(flag, action="store", default=None, dest=dest, help=help_text)
-        parser.addini(ini, help=f"ini twin of {flag}: {help_text}", type=kind if kind != "string" else "string")
+        parser.addini(ini, help=f"ini twin of {flag}: {help_text}", type=kind)
 
 
 def _option(config: pytest.Config, ini: str) -> Any:
@@ -126,22 +132,22 @@ def pytest_configure(config: pytest.Config) -> None:
     if stage is None:
         return
     if stage not in STAGES:
-        raise pytest.UsageError(f"--stage {stage!r}: use one of {', '.join(STAGES)}")
+        _config_error(f"--stage {stage!r}: use one of {', '.join(STAGES)}")
     target_path = _option(config, "releasegate_target")
     if target_path is None:
-        raise pytest.UsageError("--stage needs --target FILE (the deployment to gate)")
+        _config_error("--stage needs --target FILE (the deployment to gate)")
     gates_path = _option(config, "releasegate_gates")
     try:
         target = load_target(Path(target_path))
         gates = load_gates(Path(gates_path) if gates_path else _default_gates())
     except ConfigError as exc:
-        raise pytest.UsageError(f"configuration error:\n{exc}") from None
+        _config_error(f"configuration error:\n{exc}")
     only = [str(p) for p in (_option(config, "releasegate_only") or [])]
     for pattern in only:
         if not registry.select(pattern):
             close = difflib.get_close_matches(pattern, registry.ids(), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            raise pytest.UsageError(f"--only {pattern}: matches no registered check{hint}; run `releasegate checks`")
+            _config_error(f"--only {pattern}: matches no registered check{hint}; run `releasegate checks`")
     started = datetime.now(UTC)
     report_dir = Path(_option(config, "releasegate_report_dir") or Path("reports") / f"{stage}-{started:%Y%m%dT%H%M%SZ}")
     redactor = Redactor()
@@ -167,6 +173,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.xmlpath = str(run.report_dir / "junit.xml")
     if hasattr(config.option, "allure_report_dir") and not config.option.allure_report_dir:
         config.option.allure_report_dir = str(run.report_dir / "allure-results")
+
+
+def _config_error(message: str) -> NoReturn:
+    # pytest.UsageError would exit 4, which is "internal error" in the gate's contract.
+    pytest.exit(f"releasegate: {message}", returncode=int(ExitCode.CONFIG_ERROR))
 
 
 def _default_gates() -> Path | None:
@@ -254,7 +265,8 @@ class CheckRecorder:
         )
         self._item.stash[_FINDING_KEY] = finding
         allure_adapter.attach_evidence(
-            f"{self.id} evidence", {"outcome": finding.outcome, "observed": finding.observed, "expected": finding.expected, "evidence": finding.evidence}
+            f"{self.id} evidence",
+            {"outcome": finding.outcome, "observed": finding.observed, "expected": finding.expected, "evidence": finding.evidence},
         )
         if finding.outcome == "failed":
             raise CheckFailed(finding.summary)
@@ -335,7 +347,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             summary = str(exc)
             report.longrepr = f"{item.stash[_SPEC_KEY].id}: {run.redactor.text(summary)}"
         elif isinstance(exc, AssertionError):
-            summary = _last_line(str(exc)) or "assertion failed"
+            # The message comes first; pytest's rewritten "assert ..." explanation follows it.
+            summary = _first_line(str(exc)) or "assertion failed"
         else:
             summary = f"{'check' if call.when == 'call' else call.when} raised {type(exc).__name__}: {_last_line(str(exc))}"
         if pending is None or pending[0] not in ("failed", "error"):
@@ -347,7 +360,54 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         run.results.append(result)
         report.user_properties.extend(_properties(result))
         _progress(item.config, result)
+    _redact_report(report, run.redactor)
     return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object) -> list[str] | None:
+    """A comparison that involves the token is shown whole, then redacted.
+
+    pytest shortens long reprs in the middle ('Bearer tok-7...e1N'), which would cut the token
+    in pieces that redaction no longer recognises.
+    """
+    run = gate_run(config)
+    if run is None or not run.redactor:
+        return None
+    text = f"{_full_repr(left)} {op} {_full_repr(right)}"
+    redacted = run.redactor.text(text)
+    if redacted == text:
+        return None
+    return [redacted if len(redacted) <= MAX_PROPERTY_CHARS else redacted[:MAX_PROPERTY_CHARS] + "…"]
+
+
+def _full_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the assertion
+        return object.__repr__(value)
+
+
+def _redact_report(report: pytest.TestReport, redactor: Redactor) -> None:
+    """Tracebacks, assertion diffs, ``-l`` locals and captured output can hold the token.
+
+    Under plain pytest nothing redacts the terminal (the CLI wraps its streams), and JUnit is
+    written from these reports, so they are cleaned here; a longrepr that holds a secret
+    becomes plain (redacted) text.
+    """
+    if not redactor:
+        return
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # a skip: (path, line, reason)
+        report.longrepr = (longrepr[0], longrepr[1], redactor.text(str(longrepr[2])))
+    elif longrepr is not None:
+        text = report.longreprtext
+        if redactor.text(text) != text:
+            # The first line is what pytest's short summary shows: make it the crash message.
+            crash = getattr(longrepr, "reprcrash", None)
+            head = f"{crash.message.splitlines()[0]}\n" if crash is not None and crash.message else ""
+            report.longrepr = redactor.text(head + text)
+    report.sections = [(name, redactor.text(content)) for name, content in report.sections]
 
 
 def _result(item: pytest.Item, run: GateRun) -> CheckResult:
@@ -429,9 +489,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         judgement = dataclasses.replace(judgement, decision=Decision.HOLD, reasons=(reason, *judgement.reasons))
         exit_code = ExitCode.HOLD
     run.judgement = judgement
-    facts = RunFacts(stage=run.stage, target=run.target.target.name, started_at=run.started_at, finished_at=datetime.now(UTC), dry_run=run.dry_run)
+    facts = RunFacts(
+        stage=run.stage, target=run.target.target.name, started_at=run.started_at, finished_at=datetime.now(UTC), dry_run=run.dry_run
+    )
     write_reports(run, facts, judgement, exit_code)
-    run.exit_code = ExitCode.OK if run.dry_run else exit_code
+    # A dry run never fails on the decision; a broken check module (exit 4) is not a decision.
+    run.exit_code = ExitCode.OK if run.dry_run and exit_code in (ExitCode.ROLLBACK, ExitCode.HOLD) else exit_code
     session.exitstatus = run.exit_code
 
 
@@ -462,7 +525,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if run.judgement is None:
         return
     terminalreporter.write_sep("=", "releasegate verdict")
-    lines = decision_lines(run.judgement, stage=run.stage, target=run.target.target.name, dry_run=run.dry_run)
+    # "would exit N, exiting 0" only when the dry run really exits 0.
+    dry_run = run.dry_run and run.exit_code == ExitCode.OK
+    lines = decision_lines(run.judgement, stage=run.stage, target=run.target.target.name, dry_run=dry_run)
     terminalreporter.write_line(run.redactor.text(lines[0]), **DECISION_MARKUP[run.judgement.decision.value])
     for line in lines[1:]:
         terminalreporter.write_line(run.redactor.text(line))
@@ -477,6 +542,11 @@ def _skip_reason(report: pytest.TestReport) -> str:
     if isinstance(longrepr, tuple) and len(longrepr) == 3:
         return str(longrepr[2]).removeprefix("Skipped: ")
     return "skipped"
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0][:300] if lines else ""
 
 
 def _last_line(text: str) -> str:

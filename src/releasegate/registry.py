@@ -47,8 +47,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         stage="post-deploy",
         family="health",
         severity="blocking",
-        description="The deep health document (health+json, Spring actuator) has no failed component; "
-        "a warn component is a warning.",
+        description="The deep health document (health+json, Spring actuator) has no failed component; a warn component is a warning.",
         fault="db-down",
     ),
     CheckSpec(

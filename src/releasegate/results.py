@@ -7,7 +7,7 @@ the effective severity and the duration, giving a :class:`CheckResult`. Nothing 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import IntEnum, StrEnum
 from typing import Any, Literal
 
 Outcome = Literal["passed", "failed", "warned", "error", "skipped", "waived"]
@@ -20,7 +20,7 @@ Stage = Literal["pre-deploy", "post-deploy", "canary"]
 STAGES: tuple[Stage, ...] = ("pre-deploy", "post-deploy", "canary")
 
 
-class Decision(str, Enum):
+class Decision(StrEnum):
     """The one answer a gate run gives. ``pass`` is pre-deploy's word for ``promote``."""
 
     PASS = "pass"
@@ -33,7 +33,7 @@ class Decision(str, Enum):
         return int(EXIT_CODE_BY_DECISION[self])
 
 
-class ExitCode(int, Enum):
+class ExitCode(IntEnum):
     """Process exit codes; part of the contract (design.md)."""
 
     OK = 0

@@ -25,17 +25,47 @@ def _is_suite(path: Path) -> bool:
 def find_suite(explicit: Path | None = None) -> Path:
     if explicit is not None:
         if not _is_suite(explicit):
-            raise ConfigError([Problem(str(explicit), None, "--suite", "not a releasegate suite (needs checks/ and gates.yaml)", "name the folder that holds checks/ and gates.yaml")])
+            raise ConfigError(
+                [
+                    Problem(
+                        str(explicit),
+                        None,
+                        "--suite",
+                        "not a releasegate suite (needs checks/ and gates.yaml)",
+                        "name the folder that holds checks/ and gates.yaml",
+                    )
+                ]
+            )
         return explicit.resolve()
     from_env = os.environ.get("RELEASEGATE_SUITE")
     if from_env:
         if not _is_suite(Path(from_env)):
-            raise ConfigError([Problem(from_env, None, "RELEASEGATE_SUITE", "not a releasegate suite (needs checks/ and gates.yaml)", "point RELEASEGATE_SUITE at the folder that holds checks/ and gates.yaml, or unset it")])
+            raise ConfigError(
+                [
+                    Problem(
+                        from_env,
+                        None,
+                        "RELEASEGATE_SUITE",
+                        "not a releasegate suite (needs checks/ and gates.yaml)",
+                        "point RELEASEGATE_SUITE at the folder that holds checks/ and gates.yaml, or unset it",
+                    )
+                ]
+            )
         return Path(from_env).resolve()
     for candidate in (Path.cwd(), _PACKAGE / "_suite", _PACKAGE.parents[1]):
         if _is_suite(candidate):
             return candidate.resolve()
-    raise ConfigError([Problem("checks/", None, "", "cannot find the gate suite", "run from a releasegate checkout, reinstall the package, or pass --suite DIR")])
+    raise ConfigError(
+        [
+            Problem(
+                "checks/",
+                None,
+                "",
+                "cannot find the gate suite",
+                "run from a releasegate checkout, reinstall the package, or pass --suite DIR",
+            )
+        ]
+    )
 
 
 def stage_dir(suite: Path, stage: Stage) -> Path:

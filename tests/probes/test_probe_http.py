@@ -298,6 +298,7 @@ def test_slow_name_resolution_does_not_outlive_the_timeout(monkeypatch: pytest.M
 def tls_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, Path]:
     """A server context with a certificate for 127.0.0.1 from a private CA, and that CA's PEM file."""
     import trustme
+
     ca = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_context)
@@ -401,11 +402,20 @@ def test_a_gzip_bomb_is_inflated_only_up_to_the_cap() -> None:
 
 def test_a_gzip_answer_within_the_cap_is_decoded() -> None:
     document = {"status": "pass"}
-    with serve({"/h": Route(200, gzip.compress(json.dumps(document).encode()), content_type="application/json", headers={"Content-Encoding": "gzip"})}) as server:
+    with serve(
+        {
+            "/h": Route(
+                200, gzip.compress(json.dumps(document).encode()), content_type="application/json", headers={"Content-Encoding": "gzip"}
+            )
+        }
+    ) as server:
         observation = http.get(server.url("/h"), settings())
     assert json.loads(observation.body) == document and not observation.truncated
 
 
 def test_an_unknown_content_encoding_is_an_error_not_garbage() -> None:
-    with serve({"/h": Route(200, b"\x00\x01", headers={"Content-Encoding": "br"})}) as server, pytest.raises(ProbeError, match="Content-Encoding"):
+    with (
+        serve({"/h": Route(200, b"\x00\x01", headers={"Content-Encoding": "br"})}) as server,
+        pytest.raises(ProbeError, match="Content-Encoding"),
+    ):
         http.get(server.url("/h"), settings())

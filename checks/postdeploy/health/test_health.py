@@ -37,14 +37,18 @@ def _probe(url: str, settings: http.HttpSettings, judge) -> Finding:  # type: ig
 def test_liveness(check: CheckRecorder, target: LoadedTarget, policy: Gates, http_settings: http.HttpSettings) -> None:
     url = target.target.base_url + _path(target, "liveness")
     budget = policy.thresholds.health.max_latency_ms
-    check.conclude(until_passed(lambda: _probe(url, http_settings, lambda o: health.judge_endpoint(o, max_latency_ms=budget)), policy.probe.retry))
+    check.conclude(
+        until_passed(lambda: _probe(url, http_settings, lambda o: health.judge_endpoint(o, max_latency_ms=budget)), policy.probe.retry)
+    )
 
 
 @pytest.mark.check("health.readiness")
 def test_readiness(check: CheckRecorder, target: LoadedTarget, policy: Gates, http_settings: http.HttpSettings) -> None:
     url = target.target.base_url + _path(target, "readiness")
     budget = policy.thresholds.health.max_latency_ms
-    check.conclude(until_passed(lambda: _probe(url, http_settings, lambda o: health.judge_endpoint(o, max_latency_ms=budget)), policy.probe.retry))
+    check.conclude(
+        until_passed(lambda: _probe(url, http_settings, lambda o: health.judge_endpoint(o, max_latency_ms=budget)), policy.probe.retry)
+    )
 
 
 @pytest.mark.check("health.deep")
@@ -54,7 +58,9 @@ def test_deep(check: CheckRecorder, target: LoadedTarget, policy: Gates, http_se
 
 
 @pytest.mark.check("health.release_id")
-def test_release_id(check: CheckRecorder, target: LoadedTarget, policy: Gates, http_settings: http.HttpSettings, expected_release: str | None) -> None:
+def test_release_id(
+    check: CheckRecorder, target: LoadedTarget, policy: Gates, http_settings: http.HttpSettings, expected_release: str | None
+) -> None:
     if expected_release is None:
         pytest.skip("no expected release: set expected_release in the target or pass --expect-release")
     paths = target.target.health
@@ -62,4 +68,6 @@ def test_release_id(check: CheckRecorder, target: LoadedTarget, policy: Gates, h
     if path is None:
         pytest.skip("the target names neither health.version nor health.deep to read the release from")
     url = target.target.base_url + path
-    check.conclude(until_passed(lambda: _probe(url, http_settings, lambda o: health.judge_release(o, expected_release)), policy.probe.retry))
+    check.conclude(
+        until_passed(lambda: _probe(url, http_settings, lambda o: health.judge_release(o, expected_release)), policy.probe.retry)
+    )

@@ -15,6 +15,8 @@ import pytest
 from releasegate.registry import CheckSpec
 from releasegate.results import Severity
 
+# Any: allure's decorators are untyped, and the name is None when allure-pytest is missing.
+allure: Any
 try:
     import allure
 except ImportError:  # pragma: no cover - allure-pytest is a dependency, but keep the gate usable without it

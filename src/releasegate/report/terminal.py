@@ -6,8 +6,20 @@ from releasegate.decision import Judgement
 from releasegate.results import CheckResult
 
 _LABEL = {"passed": "PASS", "failed": "FAIL", "warned": "WARN", "error": "ERROR", "skipped": "SKIP", "waived": "WAIVED"}
-_MARKUP = {"passed": {"green": True}, "failed": {"red": True, "bold": True}, "warned": {"yellow": True}, "error": {"red": True}, "skipped": {}, "waived": {"cyan": True}}
-DECISION_MARKUP = {"pass": {"green": True, "bold": True}, "promote": {"green": True, "bold": True}, "hold": {"yellow": True, "bold": True}, "rollback": {"red": True, "bold": True}}
+_MARKUP = {
+    "passed": {"green": True},
+    "failed": {"red": True, "bold": True},
+    "warned": {"yellow": True},
+    "error": {"red": True},
+    "skipped": {},
+    "waived": {"cyan": True},
+}
+DECISION_MARKUP = {
+    "pass": {"green": True, "bold": True},
+    "promote": {"green": True, "bold": True},
+    "hold": {"yellow": True, "bold": True},
+    "rollback": {"red": True, "bold": True},
+}
 
 
 def progress_line(result: CheckResult) -> tuple[str, dict[str, bool]]:
