@@ -18,7 +18,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/releasegate demo
 
+# Lint and types first (seconds), then the tests; pytest's summary stays the last line.
 test: $(STAMP)
+	$(BIN)/ruff check src tests checks
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
