@@ -1,0 +1,64 @@
+"""The fault catalog: named switches that each break exactly one thing of the reference service.
+
+Every registered check names one of these as its proving fault (registry.py); the fault
+matrix test starts the service with each fault and shows that the check fails and that no
+unrelated blocking check does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    breaks: str  # what it breaks, in one line, for `releasegate demo --help` and docs
+
+
+CATALOG: tuple[Fault, ...] = (
+    # TLS and transport
+    Fault("tls-legacy", "TLS 1.0 and 1.1 are accepted besides 1.2 and 1.3"),
+    Fault("cert-expired", "the server certificate expired yesterday"),
+    Fault("cert-expiring", "the server certificate has 5 days left"),
+    Fault("cert-wrong-host", "the server certificate names another host"),
+    Fault("http-no-redirect", "the plain-HTTP port serves the API instead of redirecting to HTTPS"),
+    # headers
+    Fault("no-hsts", "no Strict-Transport-Security header"),
+    Fault("short-hsts", "Strict-Transport-Security max-age is one day"),
+    Fault("no-security-headers", "no X-Content-Type-Options, frame protection, Referrer-Policy or Cache-Control"),
+    # auth
+    Fault("auth-bypass", "protected API endpoints answer without a valid token"),
+    Fault("long-token-ttl", "issued tokens live 30 days"),
+    # WebSocket
+    Fault("ws-no-auth", "the WebSocket upgrade is accepted without credentials"),
+    Fault("ws-any-origin", "the WebSocket upgrade is accepted from any Origin"),
+    Fault("ws-no-size-limit", "WebSocket messages of any size are accepted"),
+    # limits
+    Fault("no-rate-limit", "no per-IP rate limit"),
+    Fault("no-user-rate-limit", "no per-user rate limit"),
+    Fault("no-body-limit", "request bodies of any size are accepted"),
+    # health
+    Fault("liveness-fail", "the liveness endpoint answers 500"),
+    Fault("db-down", "the database is unreachable: readiness 503, deep health fails the db component"),
+    Fault("cache-degraded", "the cache is degraded: deep health reports warn"),
+    Fault("wrong-release", "the service reports another releaseId than the one expected"),
+    Fault("worker-stuck", "the tool worker stops taking jobs: tool runs never finish"),
+    # performance and behaviour
+    Fault("slow-api", "every API answer is delayed by 300 ms"),
+    Fault("error-burst", "30% of API answers are 500"),
+    Fault("slow-sync", "WebSocket events are delivered 400 ms late"),
+    Fault("sync-drop", "events are not delivered to the other participants"),
+    Fault("stale-read", "reads of a conversation lag writes by several seconds"),
+    Fault("bad-model", "the assistant's answers degrade to empty suggestions"),
+)
+
+NAMES: frozenset[str] = frozenset(f.name for f in CATALOG)
+assert len(NAMES) == len(CATALOG), "duplicate fault name"
+
+
+def get(name: str) -> Fault:
+    for fault in CATALOG:
+        if fault.name == name:
+            return fault
+    raise KeyError(name)
