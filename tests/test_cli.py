@@ -137,8 +137,8 @@ def test_checks_table_names_every_check(capsys: pytest.CaptureFixture[str]) -> N
         assert check_id in out
 
 
-def test_demo_is_not_available_yet(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo"]) == 3
+def test_load_is_not_available_yet_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["load", "--profile", "smoke", "--target", str(tmp_path / "t.yaml")]) == 3
     assert "not available yet" in capsys.readouterr().err
 
 

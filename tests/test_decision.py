@@ -244,3 +244,43 @@ def test_decide_is_pure() -> None:
 
     assert decide(results, policy, "post-deploy", today=TODAY) == first
     assert results == [result(LIVE, "failed")]  # the input is not modified
+
+
+# --------------------------------------------------------------------------- evidence
+
+
+def test_a_policy_that_downgrades_every_check_cannot_promote() -> None:
+    # Given gates.yaml turning every check into a warning, and a failing readiness
+    judgement = judge([result(LIVE, "passed", "warning"), result(READY, "failed", "warning")])
+    # Then nothing could have rolled back, so nothing may promote either
+    assert judgement.decision is Decision.HOLD
+    assert judgement.reasons[0].startswith("no blocking check produced evidence")
+
+
+def test_one_blocking_check_with_evidence_is_enough_to_promote() -> None:
+    judgement = judge([result(LIVE, "passed"), result(READY, "failed", "warning")])
+    assert judgement.decision is Decision.PROMOTE
+
+
+def sampled(outcome: Outcome, samples: int | None) -> CheckResult:
+    evidence = {} if samples is None else {"samples": samples}
+    return CheckResult(id=LIVE, outcome=outcome, severity="blocking", summary="p95 120 ms", evidence=evidence)
+
+
+@pytest.mark.parametrize("outcome", ["passed", "failed"])
+def test_too_few_samples_make_a_result_inconclusive_whatever_it_concluded(outcome: Outcome) -> None:
+    judgement = judge([sampled(outcome, 12)], min_samples={LIVE: 50})
+    # Neither a pass nor a fail on 12 samples: could not judge -> hold
+    assert judgement.decision is Decision.HOLD
+    assert judgement.results[0].outcome == "error"
+    assert judgement.results[0].summary == "inconclusive: 12 samples, policy needs at least 50 (p95 120 ms)"
+
+
+def test_a_result_with_no_sample_count_is_inconclusive_under_a_minimum() -> None:
+    judgement = judge([sampled("passed", None)], min_samples={"health": 5})
+    assert judgement.results[0].outcome == "error" and "no sample count" in judgement.results[0].summary
+
+
+def test_enough_samples_keep_the_result() -> None:
+    assert judge([sampled("passed", 50)], min_samples={LIVE: 50}).decision is Decision.PROMOTE
+    assert judge([sampled("failed", 500)], min_samples={LIVE: 50}).decision is Decision.ROLLBACK

@@ -519,3 +519,115 @@ def test_without_stage_the_plugin_does_nothing(pytester: pytest.Pytester) -> Non
     assert "releasegate verdict" not in result.stdout.str()
     assert "PASS" not in result.stdout.str()
     assert not (pytester.path / "reports").exists()
+
+
+# --------------------------------------------------------------------------- fail closed
+
+
+def test_a_check_that_returns_without_a_finding_is_an_error_not_a_pass(gate) -> None:  # type: ignore[no-untyped-def]
+    result = gate(
+        """
+        @pytest.mark.check("health.liveness")
+        def test_live(check):
+            check.conclude(Finding("passed", "alive"))
+
+        @pytest.mark.check("health.readiness")
+        def test_ready(check):
+            if False:  # the branch that would have concluded
+                check.conclude(Finding("passed", "ready"))
+        """
+    )
+
+    assert result.ret == 2, result.stdout
+    assert result.outcomes() == {"health.liveness": "passed", "health.readiness": "error"}
+    assert "without a finding" in result.verdict["checks"][1]["summary"]
+
+
+def test_checks_deselected_behind_the_gates_back_hold(gate) -> None:  # type: ignore[no-untyped-def]
+    # Given a CI job whose PYTEST_ADDOPTS (or -k) deselects the failing readiness check
+    result = gate(
+        ALL_PASS.replace('"ready"', '"not ready"').replace('Finding("passed", "not ready"', 'Finding("failed", "not ready"'), "-k", "live"
+    )
+    # Then the gate does not promote on the evidence that is left
+    assert result.ret == 2, result.stdout
+    assert "produced no result" in result.verdict["reasons"][0] and "test_ready" in result.verdict["reasons"][0]
+
+
+def test_a_check_that_ends_the_session_early_holds(gate) -> None:  # type: ignore[no-untyped-def]
+    result = gate(
+        """
+        @pytest.mark.check("health.liveness")
+        def test_live(check):
+            check.conclude(Finding("passed", "alive"))
+            pytest.exit("bye", returncode=0)
+
+        @pytest.mark.check("health.readiness")
+        def test_ready(check):
+            check.conclude(Finding("failed", "not ready"))
+        """
+    )
+    assert result.ret == 2, result.stdout
+    assert result.verdict["decision"] == "hold"
+
+
+def test_a_hanging_check_is_ended_by_the_watchdog_with_a_partial_verdict(pytester: pytest.Pytester) -> None:
+    # Given a check that blocks far beyond the run's deadline (a custom probe with no timeout)
+    pytester.makepyfile(
+        test_suite=HEADER
+        + textwrap.dedent(
+            """
+            @pytest.mark.check("health.liveness")
+            def test_live(check):
+                check.conclude(Finding("passed", "alive"))
+
+            @pytest.mark.check("health.readiness")
+            def test_ready(check):
+                time.sleep(120)
+            """
+        )
+    )
+    (pytester.path / "target.yaml").write_text("name: mini\nbase_url: http://127.0.0.1:9\n")
+    (pytester.path / "gates.yaml").write_text("deadline_s: 1\nprobe: {timeout_s: 0.5, retry: {timeout_s: 0}}\n")
+    report_dir = pytester.path / "report"
+    # When it runs in its own process (the watchdog ends the process)
+    result = pytester.runpytest_subprocess(
+        "--stage",
+        "post-deploy",
+        "--target",
+        "target.yaml",
+        "--gates",
+        "gates.yaml",
+        "--report-dir",
+        str(report_dir),
+        *QUIET_PLUGINS,
+        timeout=60,
+    )
+    # Then it ends soon after the deadline with hold, naming the check that hung
+    assert result.ret == 2, result.stdout.str() + result.stderr.str()
+    verdict = json.loads((report_dir / "verdict.json").read_text())
+    assert verdict["decision"] == "hold"
+    assert "deadline of 1 s passed" in verdict["reasons"][0] and "test_ready" in verdict["reasons"][0]
+    assert [c["id"] for c in verdict["checks"]] == ["health.liveness"]
+
+
+def test_a_reused_report_dir_never_shows_the_previous_verdict(gate, pytester: pytest.Pytester) -> None:  # type: ignore[no-untyped-def]
+    # Given a report dir that holds an earlier run's promote
+    report_dir = pytester.path / "report"
+    report_dir.mkdir()
+    (report_dir / "verdict.json").write_text('{"decision": "promote"}')
+    (report_dir / "allure-results").mkdir()
+    (report_dir / "allure-results" / "old-result.json").write_text("{}")
+    # When a new run fails
+    result = gate(ALL_PASS.replace('Finding("passed", "ready"', 'Finding("failed", "not ready"'))
+    # Then only the new run's artifacts are there
+    assert result.verdict["decision"] == "rollback"
+    assert not (report_dir / "allure-results" / "old-result.json").exists()
+
+
+def test_only_with_a_pattern_of_another_stage_is_a_usage_error(gate, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    pre = CheckSpec(id="security.hsts", stage="pre-deploy", family="headers", severity="blocking", description="d", fault="no-hsts")
+    monkeypatch.setattr(registry, "CHECKS", (*registry.CHECKS, pre))
+    monkeypatch.setattr(registry, "_BY_ID", {**registry._BY_ID, pre.id: pre})
+    result = gate(ALL_PASS, "--only", "security")
+    assert result.ret == 3
+    assert "selects only pre-deploy checks" in result.stdout + result.stderr

@@ -97,9 +97,23 @@ def test_stream_catches_a_secret_split_across_two_writes() -> None:
     stream.write(TOKEN[5:] + " sent\nnext line ")
     assert inner.getvalue() == "Authorization: Bearer [redacted:RG_TOKEN] sent\n"
 
+    # A flushed unfinished line is redacted too, down to a piece of the secret.
     stream.write(TOKEN[:8])
     stream.flush()
-    assert inner.getvalue() == "Authorization: Bearer [redacted:RG_TOKEN] sent\nnext line " + TOKEN[:8]
+    assert inner.getvalue() == "Authorization: Bearer [redacted:RG_TOKEN] sent\nnext line [redacted:RG_TOKEN]"
+
+
+def test_a_piece_of_a_secret_left_by_truncation_is_redacted() -> None:
+    # Given a token cut by a 2 KiB excerpt, and a token shortened in the middle by pytest
+    token = "s3cr3tTOKENabcdefghijklmnopqrstuvwxyz0123456789"
+    redactor = Redactor([("RG_TOKEN", token)])
+    cut_at_the_end = "Authorization: Bearer " + token[:15]
+    shortened = f"'Bearer {token[:12]}...{token[-14:]}'"
+    # Then no run of 8 or more of its characters survives, and ordinary text is left alone
+    for text in (cut_at_the_end, shortened):
+        redacted = redactor.text(text)
+        assert not any(token[i : i + 8] in redacted for i in range(len(token) - 7)), redacted
+    assert redactor.text("status 200, latency 12 ms, version 1.4.0") == "status 200, latency 12 ms, version 1.4.0"
 
 
 def test_stream_flush_redacts_the_unfinished_line() -> None:

@@ -7,11 +7,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import signal
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -20,7 +22,11 @@ import pytest
 from releasegate import registry
 from releasegate._exceptions import ConfigError, Problem
 from releasegate.config import load_gates, load_target
+from releasegate.plugin import only_problem
 from releasegate.redact import RedactingStream, Redactor
+from releasegate.reference import faults as fault_catalog
+from releasegate.reference.demo import TOKEN_ENV as TOKEN_ENV_HINT
+from releasegate.report import folder as report_folder
 from releasegate.results import STAGES, ExitCode
 from releasegate.suite import default_gates, find_suite, stage_dir
 
@@ -57,11 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
     checks = sub.add_parser("checks", help="list every check id")
     checks.add_argument("--json", action="store_true", help="machine-readable list")
 
-    demo = sub.add_parser("demo", help="gate the embedded reference deployment (not available yet)")
-    demo.add_argument("--fault", action="append", default=[])
-    demo.add_argument("--stage", choices=STAGES)
-    demo.add_argument("--canary", action="store_true")
-    demo.add_argument("--serve", action="store_true")
+    demo = sub.add_parser(
+        "demo",
+        help="start the reference deployment on loopback and gate it",
+        description="Start the reference deployment (healthy unless faults are named), gate it, exit with the decision's code.",
+        epilog="faults: " + ", ".join(sorted(fault_catalog.NAMES)),
+    )
+    demo.add_argument("--fault", action="extend", nargs="+", default=[], metavar="NAME", help="faults to switch on (see below)")
+    demo.add_argument("--stage", choices=STAGES, help="gate only this stage (default: every stage that has checks)")
+    demo.add_argument("--canary", action="store_true", help="start a baseline and a canary and run the canary stage")
+    demo.add_argument("--serve", action="store_true", help="keep the deployment running and print its target file's path")
+    demo.add_argument("--gates", type=Path, help="policy file (default: gates.yaml with a short convergence window)")
+    demo.add_argument("--report-dir", type=Path, help="default: reports/demo-<UTC timestamp>/<stage>/")
 
     load = sub.add_parser("load", help="run one load profile (not available yet)")
     load.add_argument("--profile", required=True)
@@ -141,11 +154,11 @@ def cmd_run(args: argparse.Namespace, report_dirs: list[Path]) -> int:
     loaded_target = load_target(args.target)
     gates_path = args.gates or default_gates(suite)
     load_gates(gates_path)
-    for pattern in args.only or []:
-        if not registry.select(pattern):
-            raise UsageError(f"--only {pattern}: matches no registered check; run `releasegate checks`")
+    problem = only_problem(args.only or [], args.stage)
+    if problem:
+        raise UsageError(problem)
     started = datetime.now(UTC)
-    report_dir = (args.report_dir or Path("reports") / f"{args.stage}-{started:%Y%m%dT%H%M%SZ}").resolve()
+    report_dir = report_folder.prepare(args.report_dir, args.stage, started)
     report_dirs.append(report_dir)
     redactor = Redactor()
     if loaded_target.target.auth.token_env:
@@ -183,11 +196,13 @@ def cmd_run(args: argparse.Namespace, report_dirs: list[Path]) -> int:
         pytest_args.append("--dry-run")
     if args.expect_release:
         pytest_args += ["--expect-release", args.expect_release]
+    # Another stage's modules are never imported, even when this stage has no folder of its own.
+    pytest_args += [f"--ignore={stage_dir(suite, other)}" for other in STAGES if other != args.stage]
     pytest_args.append(str(checks_dir if checks_dir.is_dir() else suite / "checks"))
 
     observer = _RunObserver()
     out, err = RedactingStream(sys.stdout, redactor), RedactingStream(sys.stderr, redactor)
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _gate_environment(), _sigterm_as_interrupt():
         try:
             pytest_code = pytest.main(pytest_args, plugins=[observer])
         finally:
@@ -208,6 +223,38 @@ def cmd_run(args: argparse.Namespace, report_dirs: list[Path]) -> int:
     return ExitCode.INTERNAL_ERROR
 
 
+@contextlib.contextmanager
+def _gate_environment() -> Iterator[None]:
+    """pytest settings meant for other CI steps must not change what the gate runs.
+
+    PYTEST_ADDOPTS="-k smoke" or "-x" would silently drop checks; PYTEST_PLUGINS could load
+    anything. They are set aside for the gate's own pytest session.
+    """
+    saved = {name: os.environ.pop(name) for name in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS") if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (Kubernetes, Argo, CI cancelling a job) ends the run like Ctrl-C: partial verdict, hold, exit 2."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 # --------------------------------------------------------------------------- validate, checks, not-yet
 
 
@@ -222,7 +269,8 @@ def cmd_validate(args: argparse.Namespace, _: list[Path]) -> int:
             problems += exc.problems
     gates_path = args.gates or default_gates(find_suite(args.suite))
     try:
-        gates = load_gates(gates_path, today=date.today(), strict_waivers=True).gates
+        # The UTC date, as the gate run uses: near midnight the two must agree on expiry.
+        gates = load_gates(gates_path, today=datetime.now(UTC).date(), strict_waivers=True).gates
         said.append(f"gates {gates_path}: ok ({len(gates.waivers)} waivers, on_error={gates.on_error})")
     except ConfigError as exc:
         problems += exc.problems
@@ -254,6 +302,76 @@ def cmd_checks(args: argparse.Namespace, _: list[Path]) -> int:
     return ExitCode.OK
 
 
+def cmd_demo(args: argparse.Namespace, report_dirs: list[Path]) -> int:
+    from releasegate.reference.demo import running, unknown_faults
+
+    unknown = unknown_faults(args.fault)
+    if unknown:
+        raise UsageError(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(sorted(fault_catalog.NAMES))}")
+    if args.canary:
+        print("releasegate demo --canary: not available yet (the canary stage has no checks in this version) (exit 3)", file=sys.stderr)
+        return ExitCode.CONFIG_ERROR
+    stages = (
+        [args.stage] if args.stage else [stage for stage in STAGES if stage != "canary" and any(s.stage == stage for s in registry.CHECKS)]
+    )
+    started = datetime.now(UTC)
+    base = (args.report_dir or Path("reports") / f"demo-{started:%Y%m%dT%H%M%SZ}").resolve()
+    report_dirs.append(base)
+    state = f"with fault{'s' if len(args.fault) > 1 else ''} {', '.join(args.fault)}" if args.fault else "healthy"
+    print(f"releasegate demo: starting the reference deployment ({state}) on loopback ...", flush=True)
+    codes: list[int] = []
+    with running(args.fault) as deployment:
+        if args.serve:
+            return _serve(deployment.target_path, deployment.token_path)
+        for stage in stages:
+            print(f"releasegate demo: gating stage {stage}", flush=True)
+            gates = args.gates or deployment.gates_path
+            codes.append(
+                main(
+                    [
+                        "run",
+                        "--stage",
+                        stage,
+                        "--target",
+                        str(deployment.target_path),
+                        "--gates",
+                        str(gates),
+                        "--report-dir",
+                        str(base / stage),
+                    ]
+                )
+            )
+    return worst_exit_code(codes)
+
+
+def worst_exit_code(codes: Sequence[int]) -> int:
+    """One exit code for several stages: internal error, then configuration, rollback, hold, pass."""
+    for code in (ExitCode.INTERNAL_ERROR, ExitCode.CONFIG_ERROR, ExitCode.ROLLBACK, ExitCode.HOLD):
+        if code in codes:
+            return code
+    return ExitCode.OK if codes else ExitCode.HOLD
+
+
+def _serve(target_path: Path, token_path: Path) -> int:
+    """Keep the deployment up until Ctrl-C or SIGTERM; the target path is printed on a line of its own."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(str(target_path), flush=True)
+    print(f'# the target needs its token: export {TOKEN_ENV_HINT}="$(cat {token_path})"', flush=True)
+    print("# serving until Ctrl-C or SIGTERM", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return ExitCode.OK
+
+
 def cmd_not_yet(args: argparse.Namespace, _: list[Path]) -> int:
     print(f"releasegate {args.command}: not available yet in this version (exit 3)", file=sys.stderr)
     return ExitCode.CONFIG_ERROR
@@ -263,7 +381,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, list[Path]], int]] = {
     "run": cmd_run,
     "validate": cmd_validate,
     "checks": cmd_checks,
-    "demo": cmd_not_yet,
+    "demo": cmd_demo,
     "load": cmd_not_yet,
 }
 

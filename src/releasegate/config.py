@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -188,6 +188,9 @@ class Gates(_Strict):
     deadline_s: float = Field(default=900.0, gt=0, le=86_400)
     severity: dict[str, Severity] = Field(default_factory=dict)
     required: list[str] = Field(default_factory=list)
+    # Evidence minimums: check id or pattern -> samples a statistical check needs; below it the
+    # result is inconclusive (error), neither pass nor fail.
+    min_samples: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
     waivers: list[Waiver] = Field(default_factory=list)
     probe: ProbeSettings = ProbeSettings()
     thresholds: Thresholds = Thresholds()
@@ -196,7 +199,18 @@ class Gates(_Strict):
     def _deadline_fits_a_probe(self) -> Gates:
         if self.deadline_s < self.probe.timeout_s:
             raise ValueError("deadline_s must be at least probe.timeout_s, or no check could finish")
+        if self.deadline_s < self.probe.retry.timeout_s + self.probe.timeout_s:
+            raise ValueError(
+                "deadline_s must be at least probe.retry.timeout_s + probe.timeout_s, or one converging check outlives the run"
+            )
         return self
+
+    def min_samples_of(self, check_id: str) -> int | None:
+        """The evidence minimum for ``check_id``: exact id, else the longest matching pattern."""
+        if check_id in self.min_samples:
+            return self.min_samples[check_id]
+        matching = [(len(p), n) for p, n in self.min_samples.items() if registry.matches(p, check_id)]
+        return max(matching)[1] if matching else None
 
     def severity_of(self, check_id: str) -> Severity:
         """Registry default, overridden by an exact id, else by the longest matching pattern."""
@@ -319,10 +333,11 @@ def gates_problems(data: Any, lines: LineIndex, shown: str, *, today: date, stri
             hint = f"did you mean '{close[0]}'?" if close else "run `releasegate checks` for the registered ids"
             problems.append(Problem(shown, lines.line(path), dotted(path), f"'{pattern}' matches no registered check", hint))
 
-    severity = data.get("severity")
-    if isinstance(severity, dict):
-        for pattern in severity:
-            unknown(pattern, ("severity", str(pattern)))
+    for key in ("severity", "min_samples"):
+        mapping = data.get(key)
+        if isinstance(mapping, dict):
+            for pattern in mapping:
+                unknown(pattern, (key, str(pattern)))
     required = data.get("required")
     if isinstance(required, list):
         for index, pattern in enumerate(required):

@@ -7,7 +7,11 @@ The model (design.md, "Decision model"):
   only when ``on_warning: hold``; info-severity results are only reported;
 - a failure (or warning) covered by an unexpired waiver is ``waived``; an error is never waived
   (a waiver accepts a known failure, it is not evidence); an expired waiver is ignored and said so;
-- no evidence -> hold: nothing ran, everything was skipped, or a ``required`` check did not run.
+- a statistical result with fewer ``samples`` (in its evidence) than ``min_samples`` asks for is
+  inconclusive: it becomes an error, neither pass nor fail;
+- no evidence -> hold: nothing ran, everything was skipped, no *blocking* check produced evidence
+  (a policy that downgrades every check can never roll back, so it cannot promote either), or a
+  ``required`` check did not run.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ def decide(
     selected: Iterable[str] | None = None,
 ) -> Judgement:
     """Judge one run. ``selected`` are the check ids the run was asked to run (for ``required``)."""
-    waived, notes = _apply_waivers(results, gates.waivers, today)
+    waived, notes = _apply_waivers([_with_evidence_minimum(r, gates) for r in results], gates.waivers, today)
     rollback: list[str] = []
     hold: list[str] = []
 
@@ -72,6 +76,11 @@ def decide(
         hold.append("no checks ran: there is no evidence to judge, so the gate cannot pass")
     elif not ran:
         hold.append(f"all {len(waived)} checks were skipped: nothing applied to this target, so the gate cannot pass")
+    elif not any(r.severity == "blocking" for r in ran):
+        hold.append(
+            f"no blocking check produced evidence ({len(ran)} results, all warning or info severity): nothing here can roll back, "
+            "so nothing here can promote either"
+        )
     hold.extend(_missing_required(waived, gates.required, stage, selected))
 
     if rollback:
@@ -83,6 +92,18 @@ def decide(
         passed = sum(1 for r in waived if r.outcome == "passed")
         reasons = [f"{passed} of {len(waived)} checks passed; no blocking check failed or errored"]
     return Judgement(decision=decision, reasons=tuple(reasons), results=tuple(waived), notes=tuple(notes))
+
+
+def _with_evidence_minimum(result: CheckResult, gates: Gates) -> CheckResult:
+    """Too few samples make a statistical result inconclusive, whatever it concluded."""
+    minimum = gates.min_samples_of(result.id)
+    if minimum is None or result.outcome in ("error", "skipped"):
+        return result
+    samples = result.evidence.get("samples")
+    if isinstance(samples, int) and not isinstance(samples, bool) and samples >= minimum:
+        return result
+    seen = "no sample count" if not isinstance(samples, int) else f"{samples} samples"
+    return dataclasses.replace(result, outcome="error", summary=f"inconclusive: {seen}, policy needs at least {minimum} ({result.summary})")
 
 
 def _apply_waivers(results: Sequence[CheckResult], waivers: Sequence[Waiver], today: date) -> tuple[list[CheckResult], list[str]]:

@@ -13,6 +13,8 @@ import dataclasses
 import difflib
 import json
 import os
+import sys
+import threading
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -30,12 +32,15 @@ from releasegate.probes.http import HttpSettings, ssl_context
 from releasegate.redact import Redactor
 from releasegate.registry import CheckSpec
 from releasegate.report import allure as allure_adapter
+from releasegate.report import folder as report_folder
 from releasegate.report.summary import render_summary
 from releasegate.report.terminal import DECISION_MARKUP, decision_lines, progress_line
 from releasegate.report.verdict import RunFacts, verdict_document
 from releasegate.results import STAGES, CheckResult, Decision, ExitCode, Finding, Outcome, Severity, Stage
 
 MAX_PROPERTY_CHARS = 8000
+# Past the deadline a running check gets one probe timeout plus this before the run is ended.
+WATCHDOG_GRACE_S = 5.0
 
 # (flag, ini twin, kind, help). One table instead of a run of near-identical addoption calls.
 _IniKind = Literal["string", "bool", "args"]
@@ -85,6 +90,11 @@ class GateRun:
     collection_errors: list[str] = field(default_factory=list)
     judgement: Judgement | None = None
     exit_code: int | None = None
+    reported_nodeids: set[str] = field(default_factory=set)
+    deselected_elsewhere: list[str] = field(default_factory=list)
+    current_nodeid: str | None = None
+    watchdog: threading.Timer | None = None
+    deselecting: bool = False
 
 
 RUN_KEY = pytest.StashKey[GateRun]()
@@ -143,13 +153,15 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         _config_error(f"configuration error:\n{exc}")
     only = [str(p) for p in (_option(config, "releasegate_only") or [])]
-    for pattern in only:
-        if not registry.select(pattern):
-            close = difflib.get_close_matches(pattern, registry.ids(), n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            _config_error(f"--only {pattern}: matches no registered check{hint}; run `releasegate checks`")
+    problem = only_problem(only, stage)
+    if problem:
+        _config_error(problem)
     started = datetime.now(UTC)
-    report_dir = Path(_option(config, "releasegate_report_dir") or Path("reports") / f"{stage}-{started:%Y%m%dT%H%M%SZ}")
+    explicit_dir = _option(config, "releasegate_report_dir")
+    try:
+        report_dir = report_folder.prepare(Path(explicit_dir) if explicit_dir else None, stage, started)
+    except ConfigError as exc:
+        _config_error(f"configuration error:\n{exc}")
     redactor = Redactor()
     if target.target.auth.token_env:
         redactor.add(target.target.auth.token_env, target.token())
@@ -168,11 +180,27 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[RUN_KEY] = run
     config.pluginmanager.register(_CollectionWatcher(run), "releasegate-collection-watcher")
+    config.pluginmanager.register(_Progress(run), "releasegate-progress")
+    run.watchdog = _start_watchdog(run)
     # The same artifacts whether the gate runs from the CLI or from plain pytest.
     if getattr(config.option, "xmlpath", None) is None:
         config.option.xmlpath = str(run.report_dir / "junit.xml")
     if hasattr(config.option, "allure_report_dir") and not config.option.allure_report_dir:
         config.option.allure_report_dir = str(run.report_dir / "allure-results")
+
+
+def only_problem(patterns: list[str], stage: str) -> str | None:
+    """Why an ``--only`` selection cannot work for ``stage``, or None when it can."""
+    for pattern in patterns:
+        selected = registry.select(pattern)
+        if not selected:
+            close = difflib.get_close_matches(pattern, registry.ids(), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            return f"--only {pattern}: matches no registered check{hint}; run `releasegate checks`"
+        if not any(spec.stage == stage for spec in selected):
+            stages = ", ".join(sorted({spec.stage for spec in selected}))
+            return f"--only {pattern}: selects only {stages} checks, none of stage {stage}"
+    return None
 
 
 def _config_error(message: str) -> NoReturn:
@@ -188,6 +216,71 @@ def _default_gates() -> Path | None:
     except ConfigError:
         return None
     return path if path.is_file() else None
+
+
+# --------------------------------------------------------------------------- deadline
+
+
+def _start_watchdog(run: GateRun) -> threading.Timer:
+    """The hard end of the run: shortly after the deadline, a partial verdict and exit 2.
+
+    The autouse deadline fixture stops *new* checks once the deadline has passed; a check
+    that is already running gets one probe timeout of grace. A check that hangs beyond that
+    (a custom probe without a timeout) would otherwise hold the pipeline forever.
+    """
+    grace = run.gates.gates.probe.timeout_s + WATCHDOG_GRACE_S
+    timer = threading.Timer(max(0.0, run.deadline - time.monotonic()) + grace, _deadline_expired, args=(run,))
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def _deadline_expired(run: GateRun) -> None:
+    running = f"; {run.current_nodeid} was still running" if run.current_nodeid else ""
+    reason = f"the run's deadline of {run.gates.gates.deadline_s:g} s passed{running}: partial evidence, cannot decide"
+    judgement = decide(run.results, run.gates.gates, run.stage, today=run.today, selected=run.selected)
+    judgement = dataclasses.replace(judgement, decision=Decision.HOLD, reasons=(reason, *judgement.reasons))
+    facts = RunFacts(
+        stage=run.stage, target=run.target.target.name, started_at=run.started_at, finished_at=datetime.now(UTC), dry_run=run.dry_run
+    )
+    code = ExitCode.OK if run.dry_run else ExitCode.HOLD
+    try:
+        write_reports(run, facts, judgement, ExitCode.HOLD)
+    finally:
+        sys.stderr.write(f"releasegate: {run.redactor.text(reason)}; verdict hold written to {run.report_dir} (exit {int(code)})\n")
+        sys.stderr.flush()
+        os._exit(int(code))
+
+
+class _Progress:
+    """Registered per run: knows which check is running, for the watchdog's verdict."""
+
+    def __init__(self, run: GateRun) -> None:
+        self._run = run
+
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        self._run.current_nodeid = nodeid
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        self._run.current_nodeid = None
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        # Deselection by anyone but the gate itself (-k, -m, another plugin, PYTEST_ADDOPTS)
+        # removes evidence the stage was asked for: remember it, the decision will hold.
+        if self._run.deselecting:
+            return
+        for item in items:
+            mark = item.get_closest_marker("check")
+            check_id = mark.args[0] if mark is not None and mark.args and isinstance(mark.args[0], str) else None
+            if check_id is not None and registry.is_registered(check_id) and registry.get(check_id).stage == self._run.stage:
+                if not self._run.only or any(registry.matches(p, check_id) for p in self._run.only):
+                    self._run.deselected_elsewhere.append(item.nodeid)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    run = gate_run(config)
+    if run is not None and run.watchdog is not None:
+        run.watchdog.cancel()
 
 
 # --------------------------------------------------------------------------- collection
@@ -235,7 +328,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     run.selected = sorted({item.stash[_SPEC_KEY].id for item in keep})
     run.gate_nodeids = {item.nodeid for item in keep}
     if drop:
-        config.hook.pytest_deselected(items=drop)
+        run.deselecting = True
+        try:
+            config.hook.pytest_deselected(items=drop)
+        finally:
+            run.deselecting = False
     items[:] = keep
 
 
@@ -354,10 +451,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if pending is None or pending[0] not in ("failed", "error"):
             item.stash[_PENDING_KEY] = (outcome, summary)
     elif call.when == "call":
-        item.stash[_PENDING_KEY] = (finding.outcome, finding.summary) if finding else ("passed", "passed")
+        # A check proves its pass with a finding; one that returns without concluding (a branch
+        # that forgot check.conclude) could not have judged anything.
+        item.stash[_PENDING_KEY] = (
+            (finding.outcome, finding.summary) if finding else ("error", "the check returned without a finding (no check.conclude call)")
+        )
     if call.when == "teardown":
         result = _result(item, run)
         run.results.append(result)
+        run.reported_nodeids.add(item.nodeid)
         report.user_properties.extend(_properties(result))
         _progress(item.config, result)
     _redact_report(report, run.redactor)
@@ -488,6 +590,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         reason = f"run interrupted after {len(run.results)} checks: partial evidence, cannot decide"
         judgement = dataclasses.replace(judgement, decision=Decision.HOLD, reasons=(reason, *judgement.reasons))
         exit_code = ExitCode.HOLD
+    elif missing := sorted(run.gate_nodeids - run.reported_nodeids) + run.deselected_elsewhere:
+        # -x, pytest.exit() in a check, -k from PYTEST_ADDOPTS...: the evidence is incomplete.
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        reason = f"{len(missing)} selected checks produced no result ({shown}): partial evidence, cannot decide"
+        if judgement.decision is not Decision.ROLLBACK:
+            judgement = dataclasses.replace(judgement, decision=Decision.HOLD, reasons=(reason, *judgement.reasons))
+            exit_code = ExitCode.HOLD
     run.judgement = judgement
     facts = RunFacts(
         stage=run.stage, target=run.target.target.name, started_at=run.started_at, finished_at=datetime.now(UTC), dry_run=run.dry_run

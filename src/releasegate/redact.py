@@ -2,6 +2,11 @@
 
 Secrets are the values of the environment variables the target names (``auth.token_env``);
 they are registered once per run and replaced by ``[redacted:NAME]`` wherever they appear.
+
+Output is often cut before it reaches us (a 2 KiB body excerpt, a 300-character summary,
+pytest shortening a long value in the middle), which can leave a *piece* of a secret. So
+besides whole secrets, any run of :data:`FRAGMENT_LENGTH` or more characters copied from a
+secret is redacted too.
 """
 
 from __future__ import annotations
@@ -9,17 +14,22 @@ from __future__ import annotations
 import html
 import io
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
 # Shorter values would redact ordinary words; such a token is a configuration smell anyway.
 MIN_SECRET_LENGTH = 6
+# Pieces of a secret this long are redacted as well; for a random token, 8 characters are far
+# too specific to occur in ordinary text, and fewer leak too little to matter.
+FRAGMENT_LENGTH = 8
 
 
 class Redactor:
     def __init__(self, secrets: Iterable[tuple[str, str]] = ()) -> None:
         self._secrets: list[tuple[str, str]] = []
+        self._fragments: list[tuple[str, re.Pattern[str]]] = []
         for name, value in secrets:
             self.add(name, value)
 
@@ -33,6 +43,7 @@ class Redactor:
                 self._secrets.append((name, spelling))
         # Longest first, so a secret that contains another is replaced whole.
         self._secrets.sort(key=lambda item: len(item[1]), reverse=True)
+        self._fragments = [(name, _fragment_pattern(secret)) for name, secret in self._secrets if len(secret) > FRAGMENT_LENGTH]
 
     def __bool__(self) -> bool:
         return bool(self._secrets)
@@ -41,6 +52,8 @@ class Redactor:
         for name, secret in self._secrets:
             if secret in value:
                 value = value.replace(secret, f"[redacted:{name}]")
+        for name, pattern in self._fragments:
+            value = pattern.sub(f"[redacted:{name}]", value)
         return value
 
     def data(self, value: Any) -> Any:
@@ -64,13 +77,23 @@ class Redactor:
             return changed
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             data = path.read_bytes()
-            new = data
-            for name, secret in self._secrets:
-                new = new.replace(secret.encode(), f"[redacted:{name}]".encode())
+            # surrogateescape keeps bytes that are not UTF-8 exactly as they were.
+            new = self.text(data.decode("utf-8", errors="surrogateescape")).encode("utf-8", errors="surrogateescape")
             if new != data:
                 path.write_bytes(new)
                 changed.append(path)
         return changed
+
+
+def _fragment_pattern(secret: str) -> re.Pattern[str]:
+    """Matches any run of FRAGMENT_LENGTH or more characters copied from ``secret``.
+
+    Every window of FRAGMENT_LENGTH characters is an alternative; the match then extends over
+    as many following characters of the secret as are present (a lazy-free greedy tail).
+    """
+    windows = sorted({secret[i : i + FRAGMENT_LENGTH] for i in range(len(secret) - FRAGMENT_LENGTH + 1)})
+    tail = "[" + re.escape("".join(sorted(set(secret)))) + "]*"
+    return re.compile("(?:" + "|".join(re.escape(w) for w in windows) + ")" + tail)
 
 
 class RedactingStream(io.TextIOBase):
@@ -88,14 +111,25 @@ class RedactingStream(io.TextIOBase):
         self._pending += text
         if "\n" in self._pending:
             complete, self._pending = self._pending.rsplit("\n", 1)
-            self._inner.write(self._redactor.text(complete + "\n"))
+            self._emit(complete + "\n")
         return len(text)
 
     def flush(self) -> None:
         if self._pending:
-            self._inner.write(self._redactor.text(self._pending))
+            self._emit(self._pending)
             self._pending = ""
-        self._inner.flush()
+        try:
+            self._inner.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    def _emit(self, text: str) -> None:
+        # A reader that went away (`releasegate run | head`) must not turn the decision into a
+        # crash: the exit code is the contract, the terminal is a courtesy.
+        try:
+            self._inner.write(self._redactor.text(text))
+        except (BrokenPipeError, ValueError):
+            pass
 
     def writable(self) -> bool:
         return True
