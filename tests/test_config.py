@@ -527,3 +527,28 @@ def test_target_that_is_empty_or_not_a_mapping(tmp_path: Path) -> None:
 
 def test_missing_target_file(tmp_path: Path) -> None:
     assert only(target_problems(tmp_path / "nope.yaml")).message == "file not found"
+
+
+@pytest.mark.parametrize(
+    ("token", "base_url", "message"),
+    [
+        pytest.param("tok-abcdef-123\n", "https://app.example.test", "whitespace", id="stray-newline"),
+        pytest.param("tok-abcdef-123", "http://app.example.test", "in clear", id="cleartext-over-the-network"),
+    ],
+)
+def test_a_token_that_would_break_or_leak_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, token: str, base_url: str, message: str
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, token)
+    path = write(tmp_path, "t.yaml", f"name: t\nbase_url: {base_url}\nauth:\n  token_env: {TOKEN_ENV}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_target(path)
+    [problem] = caught.value.problems
+    assert problem.key == "auth.token_env" and message in problem.message
+    assert token.strip() not in str(problem)
+
+
+def test_a_token_over_plain_http_to_loopback_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TOKEN_ENV, "tok-abcdef-123")
+    path = write(tmp_path, "t.yaml", f"name: t\nbase_url: http://127.0.0.1:8080\nauth:\n  token_env: {TOKEN_ENV}\n")
+    assert load_target(path).token() == "tok-abcdef-123"

@@ -26,6 +26,9 @@ from releasegate.redact import MIN_SECRET_LENGTH
 from releasegate.results import Severity
 
 
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
@@ -268,29 +271,35 @@ def target_problems(data: Any, lines: LineIndex, shown: str, *, folder: Path) ->
             )
         )
     env = auth.get("token_env") if isinstance(auth, dict) else None
-    if isinstance(env, str) and _is_env_name(env) and not os.environ.get(env):
-        problems.append(
-            Problem(
-                shown,
-                lines.line(("auth", "token_env")),
-                "auth.token_env",
-                f"environment variable {env} is not set or empty",
-                f"export {env}=<token> before running the gate",
-            )
-        )
-    elif isinstance(env, str) and _is_env_name(env) and len(os.environ[env]) < MIN_SECRET_LENGTH:
+    if isinstance(env, str) and _is_env_name(env):
+        problem = _token_problem(env, os.environ.get(env), data.get("base_url"))
+        if problem is not None:
+            message, fix = problem
+            problems.append(Problem(shown, lines.line(("auth", "token_env")), "auth.token_env", message, fix))
+    return problems
+
+
+def _token_problem(env: str, token: str | None, base_url: Any) -> tuple[str, str] | None:
+    """What is wrong with the token in ``env`` (never quoting it), or None."""
+    if not token:
+        return f"environment variable {env} is not set or empty", f"export {env}=<token> before running the gate"
+    if len(token) < MIN_SECRET_LENGTH:
         # Redaction ignores values this short (they would match ordinary words), so such a
         # token would be printed in clear: refuse it rather than leak it.
-        problems.append(
-            Problem(
-                shown,
-                lines.line(("auth", "token_env")),
-                "auth.token_env",
-                f"the token in {env} is shorter than {MIN_SECRET_LENGTH} characters and could not be redacted from reports",
-                f"use a real bearer token in {env}",
-            )
+        return (
+            f"the token in {env} is shorter than {MIN_SECRET_LENGTH} characters and could not be redacted from reports",
+            f"use a real bearer token in {env}",
         )
-    return problems
+    if token != token.strip() or any(ch.isspace() or not ch.isprintable() for ch in token):
+        return f"the token in {env} contains whitespace or control characters (a stray newline?)", f"export {env} without them"
+    if isinstance(base_url, str):
+        parts = urlsplit(base_url)
+        if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+            return (
+                f"base_url is plain http:// to {parts.hostname}: the token in {env} would cross the network in clear",
+                "use an https:// base_url, or drop auth.token_env for this target",
+            )
+    return None
 
 
 def load_gates(path: Path | None, *, today: date | None = None, strict_waivers: bool = False) -> LoadedGates:

@@ -201,7 +201,6 @@ def test_health_json_with_springs_uppercase_alias_still_reads_checks() -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"checks": {}}, "no top-level 'status'"),
         ({"status": 1}, "'status' is int"),
         ({"status": "green"}, "unknown health status"),
         ({"status": "pass", "checks": []}, "'checks' must be an object"),
@@ -406,3 +405,14 @@ def test_release_non_2xx_is_an_error(status: int) -> None:
 def test_release_from_unreadable_body_is_an_error() -> None:
     assert health.judge_release(document(b"[1, 2]", "application/json"), "1").outcome == "error"
     assert health.judge_release(observe(Route(200, "<html>1.4.0</html>", content_type="text/html")), "1.4.0").outcome == "error"
+
+
+def test_json_without_a_health_status_is_judged_by_http_status_for_liveness() -> None:
+    # {"alive": true} is no health dialect: a 2xx answer is alive, a 503 is not.
+    assert health.judge_endpoint(document({"alive": True}), max_latency_ms=None).outcome == "passed"
+    assert health.judge_endpoint(document({"alive": False}, status=503), max_latency_ms=None).outcome == "failed"
+
+
+def test_deep_plain_answers_are_judged_by_http_status() -> None:
+    assert health.judge_deep(observe(Route(200, "ok"))).outcome == "passed"
+    assert health.judge_deep(observe(Route(503, "down"))).outcome == "failed"

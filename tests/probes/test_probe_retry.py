@@ -144,3 +144,21 @@ def test_an_attempt_running_past_the_deadline_is_the_last() -> None:
     assert calls == [0]
     assert time.sleeps == []
     assert finding.summary == "readiness failed"
+
+
+def test_a_warning_is_not_retried_because_it_does_not_block() -> None:
+    # Waiting out a 30 s window for a degraded-but-working answer would only slow every run.
+    time = FakeTime()
+    attempt, calls = scripted(time, lambda _: "warned")
+    finding = until_passed(attempt, RetryPolicy(timeout_s=30), clock=time.clock, sleep=time.sleep)
+    assert finding.outcome == "warned" and len(calls) == 1 and time.sleeps == []
+
+
+def test_the_attempt_history_in_evidence_is_bounded() -> None:
+    time = FakeTime()
+    attempt, calls = scripted(time, lambda _: "failed")
+    finding = until_passed(
+        attempt, RetryPolicy(timeout_s=600, interval_s=0.5, backoff=1, max_interval_s=0.5), clock=time.clock, sleep=time.sleep
+    )
+    assert finding.evidence["attempts"] == len(calls) > 1000
+    assert len(finding.evidence["attempt_outcomes"]) == 20

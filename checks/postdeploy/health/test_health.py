@@ -8,66 +8,47 @@ from __future__ import annotations
 
 import pytest
 
-from releasegate._exceptions import ProbeError
 from releasegate.config import Gates, LoadedTarget
 from releasegate.plugin import CheckRecorder
-from releasegate.probes import health, http
-from releasegate.probes.retry import until_passed
-from releasegate.results import Finding
+from releasegate.probes import health
+from releasegate.probes.http import HttpSettings, judged_get
 
 
-def _path(target: LoadedTarget, key: str) -> str:
+def _url(target: LoadedTarget, *keys: str) -> str:
+    """base_url + the first health path the target names among ``keys``; skip when it names none."""
     paths = target.target.health
-    value = getattr(paths, key) if paths is not None else None
-    if value is None:
-        pytest.skip(f"the target names no health.{key} path")
-    return str(value)
-
-
-def _probe(url: str, settings: http.HttpSettings, judge) -> Finding:  # type: ignore[no-untyped-def]
-    """One attempt: an unmeasurable answer is an error finding, never a pass."""
-    try:
-        observation = http.get(url, settings)
-    except ProbeError as exc:
-        return Finding("error", str(exc), observed=type(exc).__name__, evidence={"url": url})
-    return judge(observation)
+    for key in keys:
+        path = getattr(paths, key) if paths is not None else None
+        if path is not None:
+            return target.target.base_url + str(path)
+    pytest.skip(f"the target names no {' or '.join('health.' + k for k in keys)} path")
 
 
 @pytest.mark.check("health.liveness")
-def test_liveness(check: CheckRecorder, target: LoadedTarget, policy: Gates, http_settings: http.HttpSettings) -> None:
-    url = target.target.base_url + _path(target, "liveness")
+def test_liveness(check: CheckRecorder, target: LoadedTarget, policy: Gates, http_settings: HttpSettings) -> None:
     budget = policy.thresholds.health.max_latency_ms
-    check.conclude(
-        until_passed(lambda: _probe(url, http_settings, lambda o: health.judge_endpoint(o, max_latency_ms=budget)), policy.probe.retry)
-    )
+    judge = lambda answer: health.judge_endpoint(answer, max_latency_ms=budget)  # noqa: E731
+    check.conclude(judged_get(_url(target, "liveness"), http_settings, judge, retry=policy.probe.retry))
 
 
 @pytest.mark.check("health.readiness")
-def test_readiness(check: CheckRecorder, target: LoadedTarget, policy: Gates, http_settings: http.HttpSettings) -> None:
-    url = target.target.base_url + _path(target, "readiness")
+def test_readiness(check: CheckRecorder, target: LoadedTarget, policy: Gates, http_settings: HttpSettings) -> None:
     budget = policy.thresholds.health.max_latency_ms
-    check.conclude(
-        until_passed(lambda: _probe(url, http_settings, lambda o: health.judge_endpoint(o, max_latency_ms=budget)), policy.probe.retry)
-    )
+    judge = lambda answer: health.judge_endpoint(answer, max_latency_ms=budget)  # noqa: E731
+    check.conclude(judged_get(_url(target, "readiness"), http_settings, judge, retry=policy.probe.retry))
 
 
 @pytest.mark.check("health.deep")
-def test_deep(check: CheckRecorder, target: LoadedTarget, policy: Gates, http_settings: http.HttpSettings) -> None:
-    url = target.target.base_url + _path(target, "deep")
-    check.conclude(until_passed(lambda: _probe(url, http_settings, health.judge_deep), policy.probe.retry))
+def test_deep(check: CheckRecorder, target: LoadedTarget, policy: Gates, http_settings: HttpSettings) -> None:
+    check.conclude(judged_get(_url(target, "deep"), http_settings, health.judge_deep, retry=policy.probe.retry))
 
 
 @pytest.mark.check("health.release_id")
 def test_release_id(
-    check: CheckRecorder, target: LoadedTarget, policy: Gates, http_settings: http.HttpSettings, expected_release: str | None
+    check: CheckRecorder, target: LoadedTarget, policy: Gates, http_settings: HttpSettings, expected_release: str | None
 ) -> None:
     if expected_release is None:
         pytest.skip("no expected release: set expected_release in the target or pass --expect-release")
-    paths = target.target.health
-    path = (paths.version or paths.deep) if paths is not None else None
-    if path is None:
-        pytest.skip("the target names neither health.version nor health.deep to read the release from")
-    url = target.target.base_url + path
-    check.conclude(
-        until_passed(lambda: _probe(url, http_settings, lambda o: health.judge_release(o, expected_release)), policy.probe.retry)
-    )
+    url = _url(target, "version", "deep")
+    judge = lambda answer: health.judge_release(answer, expected_release)  # noqa: E731
+    check.conclude(judged_get(url, http_settings, judge, retry=policy.probe.retry))

@@ -62,16 +62,18 @@ class HealthDocument:
 def parse(observation: HttpObservation) -> HealthDocument:
     """Read a health answer in any supported dialect; ProbeError when the body cannot be read."""
     http_status: HealthStatus = "pass" if 200 <= observation.status < 300 else "fail"
-    looks_json = observation.content_type in _JSON_TYPES or observation.content_type.endswith("+json")
-    if not looks_json:
+    if not _looks_json(observation):
         return HealthDocument(dialect="plain", status=http_status)  # the body is not read, so its size does not matter
     if observation.truncated:
         raise ProbeError(
             f"health answer larger than {len(observation.body)} bytes; refusing to judge a truncated body", url=observation.url
         )
     data = _json(observation)
-    if not isinstance(data, dict) or "status" not in data:
-        raise ProbeError(f"{observation.content_type} body has no top-level 'status'", url=observation.url)
+    if isinstance(data, dict) and "status" not in data:
+        # JSON, but no health dialect ({"alive": true}): the HTTP status is the verdict.
+        return HealthDocument(dialect="plain", status=http_status)
+    if not isinstance(data, dict):
+        raise ProbeError(f"{observation.content_type} body is not a JSON object", url=observation.url)
     raw = data["status"]
     if not isinstance(raw, str):
         raise ProbeError(f"'status' is {type(raw).__name__}, expected a string", url=observation.url)
@@ -128,14 +130,7 @@ def judge_deep(observation: HttpObservation) -> Finding:
     except ProbeError as exc:
         return Finding("error", str(exc), observed=f"HTTP {observation.status}", expected=expected, evidence=evidence)
     if document.dialect == "plain":
-        return Finding(
-            "error",
-            f"no health document to judge: got HTTP {observation.status} with Content-Type {observation.content_type or 'none'}, "
-            "expected application/health+json or Spring actuator JSON",
-            observed=f"HTTP {observation.status} {observation.content_type or ''}".strip(),
-            expected=expected,
-            evidence=evidence,
-        )
+        return _judge_plain_deep(observation, expected, evidence)
     evidence["components"] = {c.name: c.status for c in document.components}
     failed = [c for c in document.components if c.status == "fail"]
     warned = [c for c in document.components if c.status == "warn"]
@@ -147,6 +142,26 @@ def judge_deep(observation: HttpObservation) -> Finding:
         names = ", ".join(_describe(c) for c in warned) or "overall status warn"
         return Finding("warned", f"degraded: {names}", observed, expected, evidence)
     return Finding("passed", f"{document.dialect}: status pass, {len(document.components)} components pass", observed, expected, evidence)
+
+
+def _judge_plain_deep(observation: HttpObservation, expected: str, evidence: dict[str, Any]) -> Finding:
+    """A deep endpoint without a health document: judged by its HTTP status, as Kubernetes would."""
+    observed = f"HTTP {observation.status} {observation.content_type or ''}".strip()
+    if not 200 <= observation.status < 300:
+        return Finding(
+            "failed", f"answered HTTP {observation.status} {observation.reason} (no health document)", observed, expected, evidence
+        )
+    if observation.content_type == "text/html" or _looks_json(observation):
+        # A 200 HTML page (a proxy's or router's page) or JSON without a health status (the wrong
+        # endpoint) where a health document belongs is not the service's word on its health.
+        return Finding(
+            "error",
+            f"{observation.content_type} without a health status where a health document was expected: cannot tell whether the service is healthy",
+            observed,
+            expected,
+            evidence,
+        )
+    return Finding("passed", f"HTTP {observation.status} (no health document, no component detail)", observed, expected, evidence)
 
 
 def judge_release(observation: HttpObservation, expected_release: str) -> Finding:
@@ -198,6 +213,10 @@ def _release_fields(observation: HttpObservation) -> dict[str, str]:
     if isinstance(build, dict) and _text(build.get("version")):  # Spring actuator /info
         fields["build.version"] = str(_text(build.get("version")))
     return fields
+
+
+def _looks_json(observation: HttpObservation) -> bool:
+    return observation.content_type in _JSON_TYPES or observation.content_type.endswith("+json")
 
 
 def _json(observation: HttpObservation) -> Any:

@@ -11,7 +11,7 @@ import asyncio
 import ssl
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,9 @@ from typing import Any
 import httpx
 
 from releasegate._exceptions import ProbeError, ProbeTimeout
+from releasegate.config import RetryPolicy
+from releasegate.probes.retry import until_passed
+from releasegate.results import Finding
 
 # Headers whose values are credentials: never kept in evidence.
 SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"})
@@ -167,3 +170,25 @@ def _cause(exc: BaseException) -> str:
         inner = nxt
     text = str(inner) or type(inner).__name__
     return text if inner is exc else f"{text} ({type(inner).__name__})"
+
+
+def judged_get(
+    url: str,
+    settings: HttpSettings,
+    judge: Callable[[HttpObservation], Finding],
+    *,
+    retry: RetryPolicy | None = None,
+) -> Finding:
+    """GET ``url`` and judge the answer, retrying within ``retry``'s window until it passes.
+
+    An exchange that could not be measured becomes an ``error`` finding, never a pass.
+    """
+
+    def attempt() -> Finding:
+        try:
+            observation = get(url, settings)
+        except ProbeError as exc:
+            return Finding("error", str(exc), observed=type(exc).__name__, evidence={"url": url})
+        return judge(observation)
+
+    return attempt() if retry is None else until_passed(attempt, retry)

@@ -1,1 +1,5 @@
-"""Rendering of a judged run: verdict.json, summary.md and terminal lines (pure functions)."""
+"""Reports of a judged run.
+
+verdict.py, summary.py and terminal.py are pure renderers (data in, text out); folder.py owns
+the report folder; allure.py is the one adapter to allure-pytest.
+"""
