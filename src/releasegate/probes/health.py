@@ -156,7 +156,8 @@ def _judge_plain_deep(observation: HttpObservation, expected: str, evidence: dic
         # endpoint) where a health document belongs is not the service's word on its health.
         return Finding(
             "error",
-            f"{observation.content_type} without a health status where a health document was expected: cannot tell whether the service is healthy",
+            f"{observation.content_type} without a health status where a health document was expected: "
+            "cannot tell whether the service is healthy",
             observed,
             expected,
             evidence,

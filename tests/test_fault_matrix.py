@@ -1,0 +1,75 @@
+"""The fault matrix: every check is proven against the live reference deployment.
+
+Healthy, every stage that has checks passes or promotes. For each fault that the registry
+names as a proving fault, the checks it proves fail (or error), the decision is rollback or
+hold, and no other blocking check fails: a fault that trips an unrelated check means that
+check is imprecise. One service start per fault, on loopback, port 0.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from releasegate import registry
+from releasegate.cli import main
+from releasegate.reference import faults as fault_catalog
+from releasegate.reference.demo import running
+
+GATED_STAGES = sorted({spec.stage for spec in registry.CHECKS if spec.stage != "canary"})
+PROVING_FAULTS = sorted({spec.fault for spec in registry.CHECKS if spec.fault is not None})
+# Fast policy for the matrix: one attempt per probe (the reference service never converges late).
+MATRIX_GATES = "probe: {timeout_s: 5, retry: {timeout_s: 0}}\n"
+
+
+def gate(target: Path, gates: Path, stage: str, report_dir: Path) -> dict[str, Any]:
+    code = main(["run", "--stage", stage, "--target", str(target), "--gates", str(gates), "--report-dir", str(report_dir)])
+    verdict: dict[str, Any] = json.loads((report_dir / "verdict.json").read_text(encoding="utf-8"))
+    assert verdict["exit_code"] == code
+    return verdict
+
+
+@pytest.fixture
+def matrix_gates(tmp_path: Path) -> Path:
+    path = tmp_path / "gates.yaml"
+    path.write_text(MATRIX_GATES, encoding="utf-8")
+    return path
+
+
+def test_every_proving_fault_is_in_the_catalog() -> None:
+    assert set(PROVING_FAULTS) <= fault_catalog.NAMES, set(PROVING_FAULTS) - fault_catalog.NAMES
+
+
+def test_the_healthy_reference_deployment_passes_every_stage(tmp_path: Path, matrix_gates: Path) -> None:
+    with running() as deployment:
+        verdicts = {stage: gate(deployment.target_path, matrix_gates, stage, tmp_path / stage) for stage in GATED_STAGES}
+    for stage, verdict in verdicts.items():
+        not_passed = [(c["id"], c["outcome"], c["summary"]) for c in verdict["checks"] if c["outcome"] != "passed"]
+        assert verdict["decision"] in ("pass", "promote"), (stage, verdict["reasons"])
+        assert not_passed == [], stage
+        assert {c["id"] for c in verdict["checks"]} == {s.id for s in registry.CHECKS if s.stage == stage}
+
+
+@pytest.mark.parametrize("fault", PROVING_FAULTS)
+def test_a_fault_breaks_the_checks_it_proves_and_nothing_else(fault: str, tmp_path: Path, matrix_gates: Path) -> None:
+    proven = {spec.id for spec in registry.CHECKS if spec.fault == fault}
+    stages = sorted({registry.get(check_id).stage for check_id in proven})
+    # Given the reference deployment with this one fault
+    with running([fault]) as deployment:
+        verdicts = [gate(deployment.target_path, matrix_gates, stage, tmp_path / stage) for stage in stages]
+    for verdict in verdicts:
+        outcomes = {c["id"]: c for c in verdict["checks"]}
+        # Then every check it proves fails (or could not judge)
+        for check_id in proven & outcomes.keys():
+            assert outcomes[check_id]["outcome"] in ("failed", "error"), outcomes[check_id]
+        assert verdict["decision"] in ("rollback", "hold"), verdict["reasons"]
+        # And no blocking check that this fault does not prove fails
+        collateral = [
+            (c["id"], c["summary"])
+            for c in verdict["checks"]
+            if c["id"] not in proven and c["severity"] == "blocking" and c["outcome"] in ("failed", "error")
+        ]
+        assert collateral == [], f"fault {fault} also trips {collateral}: an imprecise check"
