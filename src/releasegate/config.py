@@ -25,7 +25,6 @@ from releasegate._yaml import LineIndex, YamlPath, dotted, load_yaml
 from releasegate.redact import MIN_SECRET_LENGTH
 from releasegate.results import Severity
 
-
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
