@@ -285,3 +285,11 @@ def test_without_an_app_argument_the_service_app_is_created_from_settings(tmp_pa
     with server.start(settings) as service, httpx.Client(verify=trust(service), timeout=TIMEOUT) as client:
         assert client.get(service.base_url + "/healthz").text == "ok"
     assert made == [settings]
+
+
+def test_listening_sockets_say_tcp_so_answers_are_not_held_by_nagle(started: tuple[server.RunningService, StandInApp]) -> None:
+    # asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and accepted sockets
+    # inherit it from the listener; with proto 0, every answer's last write waited ~40 ms for the
+    # client's delayed ACK (measured: health answers 50 ms on loopback, 10 ms after the fix).
+    service, _ = started
+    assert service._sockets and all(sock.proto == socket.IPPROTO_TCP for sock in service._sockets)
