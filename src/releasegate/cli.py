@@ -161,8 +161,8 @@ def cmd_run(args: argparse.Namespace, report_dirs: list[Path]) -> int:
     report_dir = report_folder.prepare(args.report_dir, args.stage, started)
     report_dirs.append(report_dir)
     redactor = Redactor()
-    if loaded_target.target.auth.token_env:
-        redactor.add(loaded_target.target.auth.token_env, loaded_target.token())
+    for name, value in loaded_target.secrets():
+        redactor.add(name, value)
 
     checks_dir = stage_dir(suite, args.stage)
     pytest_args = [
@@ -298,7 +298,8 @@ def cmd_checks(args: argparse.Namespace, _: list[Path]) -> int:
         table.add_column(column, no_wrap=column != "description", overflow="fold")
     for row in rows:
         table.add_row(*(str(row[c] or "—") for c in ("id", "stage", "family", "severity", "fault", "description")))
-    Console().print(table)
+    # Piped output has no width of its own: never cut a check id to rich's 80-column default.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
     return ExitCode.OK
 
 

@@ -40,17 +40,46 @@ class TlsSettings(_Strict):
     ca_bundle: Path | None = None
 
 
-class AuthSettings(_Strict):
-    # Name of the environment variable holding the bearer token; the token itself never
-    # appears in a file releasegate reads or writes.
-    token_env: str | None = None
+class LoginSettings(_Strict):
+    """A login flow the security checks may run (security.cookies): POST {username, password}."""
 
-    @field_validator("token_env")
+    path: str
+    username_env: str
+    password_env: str
+
+    @field_validator("username_env", "password_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not _is_env_name(value):
+            raise ValueError("must be an environment variable name, not the value itself")
+        return value
+
+
+class AuthSettings(_Strict):
+    # Names of environment variables holding secrets; a secret itself never appears in a file
+    # releasegate reads or writes, and every one of them is redacted from every output.
+    token_env: str | None = None
+    # A second identity, so security.rate_limit.user can tell a per-user from a per-IP limit.
+    second_token_env: str | None = None
+    # A genuinely expired token for security.auth.token_lifetime (otherwise one is forged from
+    # the valid token with exp in the past, which the server must refuse just the same).
+    expired_token_env: str | None = None
+    login: LoginSettings | None = None
+    # Endpoints that must refuse missing and invalid tokens (security.auth.required).
+    protected: list[str] = Field(default_factory=lambda: ["/api/"])
+
+    @field_validator("token_env", "second_token_env", "expired_token_env")
     @classmethod
     def _looks_like_env_name(cls, value: str | None) -> str | None:
         if value is not None and not _is_env_name(value):
             raise ValueError("must be an environment variable name such as RELEASEGATE_TOKEN, not the token itself")
         return value
+
+    def secret_envs(self) -> list[str]:
+        names = [self.token_env, self.second_token_env, self.expired_token_env]
+        if self.login is not None:
+            names.append(self.login.password_env)
+        return [name for name in names if name]
 
 
 # Token formats that are also valid identifiers (GitHub's), so the character test alone lets them through.
@@ -85,19 +114,40 @@ class HealthPaths(_Strict):
 
 
 class RateLimitSettings(_Strict):
+    # Endpoint the per-IP and per-user bursts go to.
     path: str
+    # Hard cap on requests of one burst; a probe stops at the first 429 anyway.
     max_probe_requests: int = Field(default=40, gt=0, le=1000)
+    # An endpoint with a limit of its own (e.g. login) and another that must still answer
+    # while it is exhausted (security.rate_limit.endpoint).
+    endpoint_path: str | None = None
+    other_path: str | None = None
 
 
 class LimitSettings(_Strict):
     body_path: str
     max_body_bytes: int = Field(gt=0)
+    # Largest request header block the service accepts; one over it must get 431.
+    max_header_bytes: int | None = Field(default=None, gt=0)
+
+
+class WebSocketSettings(_Strict):
+    # A message one byte over this must close the connection with 1009.
+    max_message_bytes: int = Field(default=65_536, gt=0)
+    # Per-user connection cap (security.websocket.connection_limit); None: not checked.
+    max_connections_per_user: int | None = Field(default=None, gt=0, le=200)
+    # A conversation (or room) the token may join, if the endpoint needs one.
+    query: str | None = None
 
 
 class Target(_Strict):
     name: str = Field(min_length=1)
     base_url: str
+    # The plain-HTTP endpoint of the same service (security.transport.https); default: base_url
+    # with http:// on the default port.
+    http_url: str | None = None
     ws_url: str | None = None
+    websocket: WebSocketSettings = WebSocketSettings()
     tls: TlsSettings = TlsSettings()
     auth: AuthSettings = AuthSettings()
     health: HealthPaths | None = None
@@ -105,9 +155,11 @@ class Target(_Strict):
     rate_limit: RateLimitSettings | None = None
     limits: LimitSettings | None = None
 
-    @field_validator("base_url")
+    @field_validator("base_url", "http_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an absolute http:// or https:// URL such as https://app.example.test")
@@ -138,8 +190,15 @@ class LoadedTarget:
 
     def token(self) -> str | None:
         """The bearer token from the environment; never log or store the returned value."""
-        env = self.target.auth.token_env
+        return self.secret(self.target.auth.token_env)
+
+    def secret(self, env: str | None) -> str | None:
+        """A secret named by one of the target's *_env keys; never log or store it."""
         return os.environ.get(env) if env else None
+
+    def secrets(self) -> list[tuple[str, str]]:
+        """(variable name, value) of every secret the target names, for the redactor."""
+        return [(env, value) for env in self.target.auth.secret_envs() if (value := os.environ.get(env))]
 
 
 # --------------------------------------------------------------------------- gates.yaml
@@ -173,8 +232,30 @@ class HealthThresholds(_Strict):
     max_latency_ms: float | None = Field(default=2000.0, gt=0)
 
 
+class SecurityThresholds(_Strict):
+    # Mozilla profile the TLS configuration must meet (intermediate | modern | old), or a path
+    # to a custom profile JSON in sslyze's format, relative to gates.yaml.
+    tls_profile: str = "intermediate"
+    # Certificate: fewer days left than cert_min_days fails, fewer than cert_warn_days warns;
+    # a lifespan over cert_max_lifespan_days warns (browsers refuse over 398).
+    cert_min_days: int = Field(default=14, ge=0)
+    cert_warn_days: int = Field(default=30, ge=0)
+    cert_max_lifespan_days: int = Field(default=398, gt=0)
+    # Strict-Transport-Security max-age at least this (one year).
+    hsts_min_max_age_s: int = Field(default=31_536_000, ge=0)
+    # A freshly issued token may live at most this long (exp - iat).
+    token_max_lifetime_s: int = Field(default=3600, gt=0)
+
+    @model_validator(mode="after")
+    def _warn_before_fail(self) -> SecurityThresholds:
+        if self.cert_warn_days < self.cert_min_days:
+            raise ValueError("cert_warn_days must be at least cert_min_days")
+        return self
+
+
 class Thresholds(_Strict):
     health: HealthThresholds = HealthThresholds()
+    security: SecurityThresholds = SecurityThresholds()
 
 
 class Waiver(_Strict):
@@ -269,12 +350,27 @@ def target_problems(data: Any, lines: LineIndex, shown: str, *, folder: Path) ->
                 "point it at a PEM file, relative to the target file",
             )
         )
-    env = auth.get("token_env") if isinstance(auth, dict) else None
-    if isinstance(env, str) and _is_env_name(env):
-        problem = _token_problem(env, os.environ.get(env), data.get("base_url"))
-        if problem is not None:
-            message, fix = problem
-            problems.append(Problem(shown, lines.line(("auth", "token_env")), "auth.token_env", message, fix))
+    if isinstance(auth, dict):
+        for key in ("token_env", "second_token_env", "expired_token_env"):
+            env = auth.get(key)
+            if isinstance(env, str) and _is_env_name(env):
+                problem = _token_problem(env, os.environ.get(env), data.get("base_url"))
+                if problem is not None:
+                    message, fix = problem
+                    problems.append(Problem(shown, lines.line(("auth", key)), f"auth.{key}", message, fix))
+        login = auth.get("login")
+        for key in ("username_env", "password_env"):
+            env = login.get(key) if isinstance(login, dict) else None
+            if isinstance(env, str) and _is_env_name(env) and not os.environ.get(env):
+                problems.append(
+                    Problem(
+                        shown,
+                        lines.line(("auth", "login", key)),
+                        f"auth.login.{key}",
+                        f"environment variable {env} is not set or empty",
+                        f"export {env}=... before running the gate",
+                    )
+                )
     return problems
 
 

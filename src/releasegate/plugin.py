@@ -163,8 +163,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         _config_error(f"configuration error:\n{exc}")
     redactor = Redactor()
-    if target.target.auth.token_env:
-        redactor.add(target.target.auth.token_env, target.token())
+    for name, value in target.secrets():
+        redactor.add(name, value)
     run = GateRun(
         stage=stage,
         target=target,
@@ -325,6 +325,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         keep.append(item)
     if run.usage_problems:
         drop, keep = items[:], []
+    # Registry order: e.g. rate-limit probes last, since they can lock the test identity.
+    order = {spec.id: index for index, spec in enumerate(registry.CHECKS)}
+    keep.sort(key=lambda item: order[item.stash[_SPEC_KEY].id])  # stable: file order within one id
     run.selected = sorted({item.stash[_SPEC_KEY].id for item in keep})
     run.gate_nodeids = {item.nodeid for item in keep}
     if drop:
@@ -411,6 +414,12 @@ def http_settings(request: pytest.FixtureRequest) -> HttpSettings:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     verify = ssl_context(run.target.ca_bundle) if run.target.target.base_url.startswith("https:") else True
     return HttpSettings(timeout_s=probe.timeout_s, max_body_bytes=probe.max_body_bytes, verify=verify, headers=headers)
+
+
+@pytest.fixture
+def redactor(request: pytest.FixtureRequest) -> Redactor:
+    """The run's redactor, for probes that must redact before they cut (e.g. echoed headers)."""
+    return _require_run(request).redactor
 
 
 @pytest.fixture(autouse=True)

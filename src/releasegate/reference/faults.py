@@ -22,11 +22,13 @@ CATALOG: tuple[Fault, ...] = (
     Fault("cert-expired", "the server certificate expired yesterday"),
     Fault("cert-expiring", "the server certificate has 5 days left"),
     Fault("cert-wrong-host", "the server certificate names another host"),
+    Fault("tls-weak-ciphers", "TLS 1.2 also accepts CBC and static-RSA suites"),
     Fault("http-no-redirect", "the plain-HTTP port serves the API instead of redirecting to HTTPS"),
     # headers
     Fault("no-hsts", "no Strict-Transport-Security header"),
     Fault("short-hsts", "Strict-Transport-Security max-age is one day"),
     Fault("no-security-headers", "no X-Content-Type-Options, frame protection, Referrer-Policy or Cache-Control"),
+    Fault("insecure-cookie", "the login session cookie has no Secure, HttpOnly or SameSite attribute"),
     # auth
     Fault("auth-bypass", "protected API endpoints answer without a valid token"),
     Fault("long-token-ttl", "issued tokens live 30 days"),
@@ -34,9 +36,12 @@ CATALOG: tuple[Fault, ...] = (
     Fault("ws-no-auth", "the WebSocket upgrade is accepted without credentials"),
     Fault("ws-any-origin", "the WebSocket upgrade is accepted from any Origin"),
     Fault("ws-no-size-limit", "WebSocket messages of any size are accepted"),
+    Fault("ws-plaintext", "the plain-HTTP port accepts WebSocket upgrades (ws://) instead of redirecting"),
+    Fault("ws-no-connection-limit", "a user may open any number of WebSocket connections"),
     # limits
     Fault("no-rate-limit", "no per-IP rate limit"),
     Fault("no-user-rate-limit", "no per-user rate limit"),
+    Fault("no-endpoint-rate-limit", "no per-endpoint rate limit on the login endpoint"),
     Fault("no-body-limit", "request bodies of any size are accepted"),
     # health
     Fault("liveness-fail", "the liveness endpoint answers 500"),
