@@ -16,12 +16,17 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 from pathlib import Path
 
 from releasegate.reference import faults as fault_catalog
 from releasegate.reference.settings import DEFAULT_RELEASE, ServiceSettings
 
 TOKEN_ENV = "RELEASEGATE_DEMO_TOKEN"
+SECOND_TOKEN_ENV = "RELEASEGATE_DEMO_TOKEN_2"
+USER_ENV = "RELEASEGATE_DEMO_USER"
+PASSWORD_ENV = "RELEASEGATE_DEMO_PASSWORD"
+DEMO_ENVS = (TOKEN_ENV, SECOND_TOKEN_ENV, USER_ENV, PASSWORD_ENV)
 # The reference service is ready as soon as it answers, so the demo's convergence window is
 # short; a real deployment keeps gates.yaml's 30 s.
 DEMO_GATES = """\
@@ -47,21 +52,33 @@ def unknown_faults(names: Sequence[str]) -> list[str]:
     return [name for name in names if name not in fault_catalog.NAMES]
 
 
-def target_text(base_url: str, ws_url: str, http_url: str, ca_path: Path, *, expected_release: str) -> str:
-    """The target file of a running reference service (paths relative to the file's folder)."""
+def target_text(service: RunningServiceLike, settings: ServiceSettings, *, expected_release: str) -> str:
+    """The target file of a running reference service."""
     return f"""\
 # Written by `releasegate demo`: the reference deployment running on loopback.
 name: reference-demo
-base_url: {base_url}
-ws_url: {ws_url}
-tls: {{ca_bundle: {ca_path}}}
-auth: {{token_env: {TOKEN_ENV}}}
+base_url: {service.base_url}
+http_url: {service.http_url}
+ws_url: {service.ws_url}
+websocket: {{max_message_bytes: {settings.ws_max_message_bytes}, max_connections_per_user: {settings.ws_max_connections_per_user}}}
+tls: {{ca_bundle: {service.ca_path}}}
+auth:
+  token_env: {TOKEN_ENV}
+  second_token_env: {SECOND_TOKEN_ENV}
+  login: {{path: /api/v1/auth/login, username_env: {USER_ENV}, password_env: {PASSWORD_ENV}}}
+  protected: [/api/v1/me, /api/v1/conversations]
 health: {{liveness: /healthz, readiness: /readyz, deep: /health, version: /version}}
 expected_release: "{expected_release}"
-rate_limit: {{path: /api/v1/conversations, max_probe_requests: 40}}
-limits: {{body_path: /api/v1/conversations, max_body_bytes: 1048576}}
-# plain-HTTP port of the same service (redirects to HTTPS): {http_url}
+rate_limit: {{path: /api/v1/me, max_probe_requests: 40, endpoint_path: /api/v1/auth/login, other_path: /api/v1/me}}
+limits: {{body_path: /api/v1/conversations, max_body_bytes: {settings.max_body_bytes}, max_header_bytes: {settings.max_header_bytes}}}
 """
+
+
+class RunningServiceLike(Protocol):
+    base_url: str
+    http_url: str
+    ws_url: str
+    ca_path: Path
 
 
 def login(base_url: str, ca_path: Path, username: str, password: str, *, timeout_s: float = 10.0) -> str:
@@ -90,27 +107,27 @@ def running(faults: Sequence[str] = (), *, data_dir: Path | None = None) -> Iter
     folder = Path(tempfile.mkdtemp(prefix="releasegate-demo-")) if data_dir is None else data_dir
     folder.mkdir(parents=True, exist_ok=True)
     settings = ServiceSettings(data_dir=folder, faults=frozenset(faults))
-    previous_token = os.environ.get(TOKEN_ENV)
+    previous = {name: os.environ.get(name) for name in DEMO_ENVS}
     try:
         with server.start(settings) as service:
-            username, password = settings.users[0]
+            (username, password), (second_user, second_password) = settings.users[0], settings.users[1]
             token = login(service.base_url, service.ca_path, username, password)
             os.environ[TOKEN_ENV] = token
+            os.environ[SECOND_TOKEN_ENV] = login(service.base_url, service.ca_path, second_user, second_password)
+            os.environ[USER_ENV], os.environ[PASSWORD_ENV] = username, password
             token_path = folder / "token"
             token_path.touch(mode=0o600)
             token_path.write_text(token + "\n", encoding="utf-8")
             target_path = folder / "target.yaml"
-            target_path.write_text(
-                target_text(service.base_url, service.ws_url, service.http_url, service.ca_path, expected_release=DEFAULT_RELEASE),
-                encoding="utf-8",
-            )
+            target_path.write_text(target_text(service, settings, expected_release=DEFAULT_RELEASE), encoding="utf-8")
             gates_path = folder / "gates.yaml"
             gates_path.write_text(DEMO_GATES, encoding="utf-8")
             yield DemoDeployment(target_path=target_path, gates_path=gates_path, token_path=token_path, data_dir=folder)
     finally:
-        if previous_token is None:
-            os.environ.pop(TOKEN_ENV, None)
-        else:
-            os.environ[TOKEN_ENV] = previous_token
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         if owned:
             shutil.rmtree(folder, ignore_errors=True)
