@@ -52,14 +52,14 @@ class GateResult:
 def gate(pytester: pytest.Pytester):  # type: ignore[no-untyped-def]
     """Write a mini suite and run it through the gate in-process; returns a GateResult."""
 
-    def run(suite: str, *extra: str, gates: str | None = FAST_GATES, target: str | None = None) -> GateResult:
+    def run(suite: str, *extra: str, gates: str | None = FAST_GATES, target: str | None = None, stage: str = "post-deploy") -> GateResult:
         pytester.makepyfile(test_suite=HEADER + textwrap.dedent(suite))
         target_file = pytester.path / "target.yaml"
         target_file.write_text(target or "name: mini\nbase_url: http://127.0.0.1:9\n", encoding="utf-8")
         report_dir = pytester.path / "report"
         args = [
             "--stage",
-            "post-deploy",
+            stage,
             "--target",
             str(target_file),
             "--report-dir",
@@ -631,3 +631,26 @@ def test_only_with_a_pattern_of_another_stage_is_a_usage_error(gate, monkeypatch
     result = gate(ALL_PASS, "--only", "security")
     assert result.ret == 3
     assert "selects only pre-deploy checks" in result.stdout + result.stderr
+
+
+def test_security_findings_are_written_as_sarif(gate) -> None:  # type: ignore[no-untyped-def]
+    result = gate(
+        """
+        @pytest.mark.check("security.hsts")
+        def test_hsts(check):
+            check.conclude(Finding("failed", "no Strict-Transport-Security", observed=None, expected="max-age >= 31536000"))
+
+        @pytest.mark.check("security.headers")
+        def test_headers(check):
+            check.conclude(Finding("passed", "all present"))
+        """,
+        stage="pre-deploy",
+    )
+    assert result.ret == 1, result.stdout
+    sarif = json.loads((result.report_dir / "security.sarif").read_text())
+    assert [r["ruleId"] for r in sarif["runs"][0]["results"]] == ["security.hsts"]
+
+
+def test_a_stage_without_security_checks_writes_no_sarif(gate) -> None:  # type: ignore[no-untyped-def]
+    result = gate(ALL_PASS)
+    assert result.ret == 0 and not (result.report_dir / "security.sarif").exists()

@@ -24,7 +24,7 @@ from typing import Any, Literal, NoReturn
 
 import pytest
 
-from releasegate import registry
+from releasegate import __version__, registry
 from releasegate._exceptions import ConfigError, ProbeError
 from releasegate.config import Gates, LoadedGates, LoadedTarget, load_gates, load_target
 from releasegate.decision import Judgement, decide
@@ -33,6 +33,7 @@ from releasegate.redact import Redactor
 from releasegate.registry import CheckSpec
 from releasegate.report import allure as allure_adapter
 from releasegate.report import folder as report_folder
+from releasegate.report import sarif
 from releasegate.report.summary import render_summary
 from releasegate.report.terminal import DECISION_MARKUP, decision_lines, progress_line
 from releasegate.report.verdict import RunFacts, verdict_document
@@ -628,7 +629,18 @@ def write_reports(run: GateRun, facts: RunFacts, judgement: Judgement, exit_code
     if step_summary:
         with open(step_summary, "a", encoding="utf-8") as handle:
             handle.write(summary + "\n")
+    if any(sarif.is_security(row.id) for row in judgement.results):
+        document = sarif.sarif_document(judgement, target_name=facts.target, target_uri=_uri(run.target.path), version=__version__)
+        (run.report_dir / "security.sarif").write_text(json.dumps(run.redactor.data(document), indent=2) + "\n", encoding="utf-8")
     run.redactor.scrub_tree(run.report_dir)
+
+
+def _uri(path: Path) -> str:
+    """The target file as code scanning wants it: relative to the working directory when inside it."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.resolve().as_uri()
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

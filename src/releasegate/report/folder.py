@@ -13,7 +13,7 @@ from pathlib import Path
 
 from releasegate._exceptions import ConfigError, Problem
 
-ARTIFACTS = ("verdict.json", "summary.md", "junit.xml", "allure-results", "internal-error.txt")
+ARTIFACTS = ("verdict.json", "summary.md", "junit.xml", "allure-results", "security.sarif", "internal-error.txt")
 
 
 def default_for(stage: str, started: datetime) -> Path:
