@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from releasegate.reference.auth import Principal, session_cookie
+from releasegate.reference.auth import Principal
 from releasegate.reference.edge import PRINCIPAL, problem
 from releasegate.reference.service import Service
 from releasegate.reference.store import Conversation
@@ -90,7 +90,7 @@ async def login(request: Request) -> Response:
         )
     issued = service.auth.issue(body["username"])
     response = JSONResponse({"access_token": issued.access_token, "token_type": "Bearer", "expires_in": issued.expires_in})
-    response.headers.append("Set-Cookie", session_cookie(issued.jti, issued.expires_in))
+    response.headers.append("Set-Cookie", service.auth.session_cookie(issued))
     return response
 
 

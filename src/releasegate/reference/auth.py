@@ -62,6 +62,7 @@ class Authenticator:
         self._secret = settings.jwt_secret
         self._wall = wall
         self.ttl_s = settings.long_token_ttl_s if settings.has("long-token-ttl") else settings.token_ttl_s
+        self._insecure_cookie = settings.has("insecure-cookie")
 
     def known_user(self, username: str) -> bool:
         return username in self._users
@@ -110,7 +111,16 @@ class Authenticator:
             raise TokenError("the Authorization header is not a bearer token")
         return self.verify(token.strip())
 
+    def session_cookie(self, issued: IssuedToken) -> str:
+        """The log-in's Set-Cookie value for ``issued``; fault insecure-cookie drops its protective attributes."""
+        return session_cookie(issued.jti, issued.expires_in, hardened=not self._insecure_cookie)
 
-def session_cookie(jti: str, max_age_s: int) -> str:
-    """The Set-Cookie value, written by hand to keep the attribute spelling a cookie audit expects."""
-    return f"{COOKIE}={jti}; Max-Age={max_age_s}; Path=/; Secure; HttpOnly; SameSite=Strict"
+
+def session_cookie(jti: str, max_age_s: int, *, hardened: bool = True) -> str:
+    """The Set-Cookie value, written by hand to keep the attribute spelling a cookie audit expects.
+
+    ``hardened=False`` (fault insecure-cookie) leaves out Secure, HttpOnly and SameSite, so the
+    cookie would travel over plain HTTP, be readable from script and ride along cross-site.
+    """
+    attributes = "; Secure; HttpOnly; SameSite=Strict" if hardened else ""
+    return f"{COOKIE}={jti}; Max-Age={max_age_s}; Path=/{attributes}"

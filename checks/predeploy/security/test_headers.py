@@ -1,0 +1,68 @@
+"""Pre-deploy security, headers family: HSTS, browser security headers, login cookies.
+
+Each check sends a few HTTPS requests (at most one to the API, or one log-in), judges the header
+fields as received (repeats kept), and concludes one finding. The rate-limit checks run after
+these and share the client's per-IP bucket, so the request count is kept small on purpose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from releasegate._exceptions import ProbeError
+from releasegate.config import Gates, LoadedTarget
+from releasegate.plugin import CheckRecorder
+from releasegate.probes import headers
+from releasegate.probes.headers import Answer, Request
+from releasegate.probes.http import HttpSettings
+from releasegate.results import Finding
+
+
+def _exchange(check: CheckRecorder, requests: Sequence[Request], settings: HttpSettings) -> list[Answer]:
+    """The answers, or conclude ``error`` (which raises) when one could not be measured."""
+    try:
+        return headers.exchange(requests, settings)
+    except ProbeError as exc:
+        check.conclude(Finding("error", str(exc), observed=type(exc).__name__, evidence={"url": exc.url}))
+        raise  # not reached: an error finding raises
+
+
+def _api_url(target: LoadedTarget) -> str:
+    """The first protected path: the API answer every header check looks at."""
+    protected = target.target.auth.protected or ["/api/"]
+    return headers.join(target.target.base_url, protected[0])
+
+
+@pytest.mark.check("security.hsts")
+def test_hsts(check: CheckRecorder, target: LoadedTarget, policy: Gates, http_settings: HttpSettings) -> None:
+    base = target.target.base_url
+    if not base.startswith("https://"):
+        pytest.skip("base_url is plain http://: HSTS only counts on HTTPS answers (security.transport.https judges http)")
+    # No token: HSTS belongs on every answer, a 401 included, and this spends no per-user budget.
+    urls = list(dict.fromkeys([base, _api_url(target)]))
+    answers = _exchange(check, [Request("GET", url) for url in urls], http_settings)
+    check.conclude(headers.judge_hsts(answers, min_max_age_s=policy.thresholds.security.hsts_min_max_age_s))
+
+
+@pytest.mark.check("security.headers")
+def test_security_headers(check: CheckRecorder, target: LoadedTarget, http_settings: HttpSettings) -> None:
+    base = target.target.base_url
+    api_headers = {**http_settings.headers, "Origin": headers.FOREIGN_ORIGIN}
+    site, api = _exchange(check, [Request("GET", base), Request("GET", _api_url(target), headers=api_headers)], http_settings)
+    check.conclude(headers.judge_security_headers(site, api, api_authenticated=bool(http_settings.headers)))
+
+
+@pytest.mark.check("security.cookies")
+def test_cookies(check: CheckRecorder, target: LoadedTarget, http_settings: HttpSettings) -> None:
+    login = target.target.auth.login
+    if login is None:
+        pytest.skip("the target names no auth.login flow: no cookies to judge")
+    username, password = target.secret(login.username_env), target.secret(login.password_env)
+    if not username or not password:
+        unset = [env for env, value in ((login.username_env, username), (login.password_env, password)) if not value]
+        check.conclude(Finding("error", f"cannot log in: {', '.join(unset)} not set", observed="no credentials", expected="a login"))
+    body = {"username": username, "password": password}  # sent, never recorded
+    (answer,) = _exchange(check, [Request("POST", headers.join(target.target.base_url, login.path), json=body)], http_settings)
+    check.conclude(headers.judge_cookies(answer))
