@@ -4,7 +4,8 @@
         httpx.get(service.base_url + "/healthz", verify=ssl.create_default_context(cafile=service.ca_path))
 
 Each service runs two uvicorn servers (HTTPS with the app, plain HTTP with a 308 redirect to
-HTTPS, or the app itself under fault ``http-no-redirect``) on one event loop in one background
+HTTPS and ws:// upgrades refused; see :func:`plain_http_app` for the faults ``http-no-redirect``
+and ``ws-plaintext``) on one event loop in one background
 thread, so that many services can run in one process side by side (the fault matrix, a
 baseline and a canary). The listening sockets are bound here, before uvicorn starts, on
 127.0.0.1 port 0 and on [::1] with the same port when IPv6 loopback exists, so that
@@ -99,6 +100,26 @@ def redirect_app(https_origin: str) -> ASGIApp:
             await send({"type": "websocket.close", "code": 1008})  # ws:// is refused (uvicorn answers 403)
 
     return app
+
+
+def plain_http_app(https_origin: str, app: ASGIApp, *, serve_http: bool, serve_websocket: bool) -> ASGIApp:
+    """The plain-HTTP port's app: redirect HTTP and refuse ws:// upgrades, unless a fault says otherwise.
+
+    The two transport faults break one thing each: ``http-no-redirect`` (``serve_http``) serves
+    HTTP requests with the real app but still refuses WebSocket upgrades, and ``ws-plaintext``
+    (``serve_websocket``) hands ws:// upgrades to the real app (its /ws/sync answers 101 to valid
+    credentials) while HTTP requests are still redirected. So security.transport.https and
+    security.websocket.tls each fail under their own fault only.
+    """
+    redirect = redirect_app(https_origin)
+    if not serve_http and not serve_websocket:
+        return redirect
+
+    async def plain(scope: Scope, receive: Receive, send: Send) -> None:
+        served = serve_http if scope["type"] == "http" else serve_websocket if scope["type"] == "websocket" else False
+        await (app if served else redirect)(scope, receive, send)
+
+    return plain
 
 
 def _bind_loopback(host: str) -> list[socket.socket]:
@@ -277,7 +298,7 @@ class _Runner:
             tasks.append(asyncio.create_task(self.http.serve(sockets=self.http_sockets)))
             await self._started(self.http, tasks[-1])
             # The plain-HTTP server runs without lifespan (the app must start once), so it
-            # shares the lifespan state of the HTTPS server (used under http-no-redirect).
+            # shares the lifespan state of the HTTPS server (used under http-no-redirect and ws-plaintext).
             self.http.lifespan.state.update(self.https.lifespan.state)
             self.ready.set()
             await asyncio.gather(*tasks)
@@ -316,7 +337,9 @@ def start(settings: ServiceSettings, *, timeout_s: float = 15.0, app: ASGIApp | 
     port, http_port = https_sockets[0].getsockname()[1], http_sockets[0].getsockname()[1]
     name = settings.server_name
     base_url = f"https://{name}:{port}"
-    http_app = service_app if settings.has("http-no-redirect") else redirect_app(base_url)
+    http_app = plain_http_app(
+        base_url, service_app, serve_http=settings.has("http-no-redirect"), serve_websocket=settings.has("ws-plaintext")
+    )
 
     https = uvicorn.Server(_uvicorn_config(service_app, settings, ssl_context=context, lifespan="on"))
     http = uvicorn.Server(_uvicorn_config(http_app, settings, ssl_context=None, lifespan="off"))

@@ -6,7 +6,7 @@ The upgrade is judged before it is accepted, so a refused client sees an HTTP st
 2. credentials: ``Authorization: Bearer <jwt>``, or for browsers ``Sec-WebSocket-Protocol: bearer, <jwt>``
    (then accepted with subprotocol ``bearer``) -> else 401;
 3. ``conversation`` (optional; without it the connection receives no events): unknown 404, not a participant 403;
-4. per-user connection cap -> 429.
+4. per-user connection cap -> 429 (fault ``ws-no-connection-limit``: no cap).
 
 After the upgrade: a frame over ``ws_max_message_bytes`` closes the connection with 1009, more than
 ``ws_max_messages_per_s`` (token bucket, burst of one second's worth) closes it with 1008.
@@ -104,7 +104,8 @@ async def sync_socket(websocket: WebSocket) -> None:
             await _deny(websocket, 403, f"{principal.username} does not take part in conversation {conversation_id}")
             return
 
-    if service.hub.connections_of(principal.username) >= settings.ws_max_connections_per_user:
+    at_cap = service.hub.connections_of(principal.username) >= settings.ws_max_connections_per_user
+    if at_cap and not settings.has("ws-no-connection-limit"):
         await _deny(websocket, 429, f"at most {settings.ws_max_connections_per_user} connections per user")
         return
 
