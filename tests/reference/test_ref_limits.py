@@ -72,8 +72,9 @@ def test_successful_api_answers_advertise_their_limits(tmp_path: Path) -> None:
     with running(make_settings(tmp_path), mono=FakeClock()) as client:
         response = client.get("/api/v1/me", headers=login(client))
     assert response.status_code == 200
-    assert '"user";q=20;w=4' in response.headers["ratelimit-policy"]
-    assert '"ip";q=30;w=3' in response.headers["ratelimit-policy"]
+    # The default buckets refill in one second (w=1): 20 per user, 30 per client address.
+    assert '"user";q=20;w=1' in response.headers["ratelimit-policy"]
+    assert '"ip";q=30;w=1' in response.headers["ratelimit-policy"]
     assert response.headers["ratelimit"].startswith('"user";r=19;')  # the most restrictive first
 
 

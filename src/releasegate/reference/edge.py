@@ -5,8 +5,9 @@ In order, for every HTTP request:
 1. header size: total request header bytes over ``max_header_bytes`` -> 431;
 2. body size: ``Content-Length`` over ``max_body_bytes`` -> 413 up front; otherwise the body is read
    (counting, so a chunked body cannot sneak past) before the app sees it -> 413 when it overflows;
-3. on ``/api`` only: per-IP bucket, then the login bucket (log-in) or the bearer token (everything
-   else, 401) and the per-user bucket -> 429; then the faults error-burst and slow-api;
+3. on ``/api`` only: the delay of fault slow-api first; then the per-IP bucket, then the login bucket
+   (log-in; gone under fault no-endpoint-rate-limit) or the bearer token (everything else, 401) and
+   the per-user bucket -> 429; then fault error-burst;
 4. on every answer: security headers, RateLimit fields (``/api``), and the request metrics by
    route template and status.
 
@@ -179,7 +180,8 @@ class Edge:
         if not settings.has("no-rate-limit") and not take(service.ip_limiter.take(ip)):
             return refused(verdicts[-1])
         if scope["path"] == LOGIN_PATH:
-            if not take(service.login_limiter.take(ip)):
+            # Fault no-endpoint-rate-limit: log-in keeps only the per-IP limit shared with the rest of /api.
+            if not settings.has("no-endpoint-rate-limit") and not take(service.login_limiter.take(ip)):
                 return refused(verdicts[-1])
             return None  # log-in needs no token, and error-burst spares it (the gate must be able to log in)
 

@@ -40,9 +40,11 @@ class ServiceSettings:
     ws_max_connections_per_user: int = 8
     # Rate limits on /api only (health, version and metrics are exempt). A gate probe sends at
     # most 40 requests (target rate_limit.max_probe_requests), so each burst stays well below.
-    rate_limit_ip: RateLimit = RateLimit(rate=10.0, burst=30)  # per client IP
-    rate_limit_user: RateLimit = RateLimit(rate=5.0, burst=20)  # per authenticated user
-    rate_limit_login: RateLimit = RateLimit(rate=0.5, burst=10)  # per client IP on the login endpoint
+    # Each bucket refills in one second, so the gate's rate-limit checks (which wait for the
+    # quotas they drained to refill before the next burst) stay quick against the demo.
+    rate_limit_ip: RateLimit = RateLimit(rate=30.0, burst=30)  # per client IP
+    rate_limit_user: RateLimit = RateLimit(rate=20.0, burst=20)  # per authenticated user
+    rate_limit_login: RateLimit = RateLimit(rate=10.0, burst=10)  # per client IP on the login endpoint
     slow_api_ms: int = 300
     error_burst_ratio: float = 0.3
     slow_sync_ms: int = 400
