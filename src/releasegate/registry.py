@@ -1,9 +1,10 @@
 """The one list of check ids.
 
 A check id is an API: dashboards, waivers and gates.yaml overrides refer to it, so an id is
-never renamed silently. Within a stage, checks run in the order listed here. Each entry names the stage it runs in, its family (one probe module
-per family), its default severity, and the fault of the reference deployment that proves it
-(the check must pass on the healthy deployment and fail on that fault).
+never renamed silently. Within a stage, checks run in the order listed here. Each entry names
+the stage it runs in, its family (one probe module per family), its default severity, and the
+fault of the reference deployment that proves it (the check must pass on the healthy
+deployment and fail on that fault).
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ CHECKS: tuple[CheckSpec, ...] = (
         stage="pre-deploy",
         family="headers",
         severity="warning",
-        description="nosniff, frame protection, Referrer-Policy, no-store on the API, no version banner, no wildcard CORS with credentials.",
+        description="nosniff, frame protection, Referrer-Policy, no-store on the API, no version banner, "
+        "no wildcard CORS with credentials.",
         fault="no-security-headers",
     ),
     CheckSpec(

@@ -16,8 +16,8 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
 from pathlib import Path
+from typing import Protocol
 
 from releasegate.reference import faults as fault_catalog
 from releasegate.reference.settings import DEFAULT_RELEASE, ServiceSettings
@@ -81,9 +81,16 @@ class RunningServiceLike(Protocol):
     ca_path: Path
 
 
-def login(base_url: str, ca_path: Path, username: str, password: str, *, timeout_s: float = 10.0) -> str:
-    """A fresh bearer token from the service's own login endpoint."""
+def login(base_url: str, ca_path: Path, username: str, password: str, *, timeout_s: float = 10.0, verify: bool = True) -> str:
+    """A fresh bearer token from the service's own login endpoint.
+
+    ``verify=False`` only for the demo's own loopback service started with a certificate fault
+    (expired, wrong host): the gate must see that certificate, the demo must still log in.
+    """
     context = ssl.create_default_context(cafile=str(ca_path))
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     request = urllib.request.Request(
         base_url + "/api/v1/auth/login",
         data=json.dumps({"username": username, "password": password}).encode(),
@@ -111,9 +118,10 @@ def running(faults: Sequence[str] = (), *, data_dir: Path | None = None) -> Iter
     try:
         with server.start(settings) as service:
             (username, password), (second_user, second_password) = settings.users[0], settings.users[1]
-            token = login(service.base_url, service.ca_path, username, password)
+            verify = not any(name.startswith("cert-") for name in settings.faults)
+            token = login(service.base_url, service.ca_path, username, password, verify=verify)
             os.environ[TOKEN_ENV] = token
-            os.environ[SECOND_TOKEN_ENV] = login(service.base_url, service.ca_path, second_user, second_password)
+            os.environ[SECOND_TOKEN_ENV] = login(service.base_url, service.ca_path, second_user, second_password, verify=verify)
             os.environ[USER_ENV], os.environ[PASSWORD_ENV] = username, password
             token_path = folder / "token"
             token_path.touch(mode=0o600)

@@ -11,7 +11,11 @@ healthy start passes them and each TLS fault fails exactly one:
   with AEAD suites only, groups X25519/P-256/P-384, no compression, no renegotiation.
 
 Faults (``releasegate.reference.faults``): ``cert-expired``, ``cert-expiring``,
-``cert-wrong-host`` change the leaf; ``tls-legacy`` changes the context.
+``cert-wrong-host`` change the leaf; ``tls-legacy`` and ``tls-weak-ciphers`` change the
+context: ``tls-legacy`` adds TLS 1.0/1.1 (with the CBC suites they need, which OpenSSL then also
+offers on TLS 1.2, as any nginx configured that way would), ``tls-weak-ciphers`` adds CBC and
+static-RSA suites to TLS 1.2 (and an RSA leaf, since static RSA key transport needs an RSA key)
+while the versions stay 1.2/1.3.
 
 :func:`issue` is pure (it takes the clock as an argument and returns PEM bytes);
 :func:`write_material` puts the result on disk; :func:`server_ssl_context` builds the context.
@@ -32,7 +36,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from releasegate.reference.settings import ServiceSettings
@@ -44,6 +48,7 @@ __all__ = [
     "WRONG_HOST",
     "TlsMaterial",
     "TlsPaths",
+    "WEAK_CIPHERS",
     "issue",
     "server_ssl_context",
     "write_material",
@@ -66,6 +71,10 @@ MOZILLA_GROUPS = "X25519:P-256:P-384"
 # refuses TLS 1.0/1.1 above security level 0 (their MD5-SHA1 handshake signature is barred), so
 # without @SECLEVEL=0 the fault would not really turn the old protocols on.
 LEGACY_CIPHERS = MOZILLA_TLS12_CIPHERS + ":ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:@SECLEVEL=0"
+# Fault tls-weak-ciphers: the Mozilla suites plus CBC (ECDHE-ECDSA with SHA-2 and SHA-1 MACs) and
+# static RSA key exchange (no forward secrecy; the ROBOT family of attacks), all on TLS 1.2.
+WEAK_CIPHERS = MOZILLA_TLS12_CIPHERS + ":ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES128-SHA:AES128-GCM-SHA256:AES128-SHA256:AES128-SHA"
+RSA_KEY_BITS = 2048  # the RSA leaf of tls-weak-ciphers: the key is not the weakness, the suites are
 
 _SSL_CTRL_SET_GROUPS_LIST = 92  # OpenSSL's SSL_CTX_set1_groups_list() is this SSL_CTX_ctrl() call
 
@@ -77,6 +86,9 @@ class TlsMaterial:
     ca_pem: bytes
     cert_pem: bytes  # the leaf only: the CA is the trust anchor, which a server does not send
     key_pem: bytes
+    # A second leaf with an RSA key (fault tls-weak-ciphers only), same names and dates.
+    rsa_cert_pem: bytes | None = None
+    rsa_key_pem: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,8 @@ class TlsPaths:
     ca: Path
     cert: Path
     key: Path
+    rsa_cert: Path | None = None
+    rsa_key: Path | None = None
 
 
 def _leaf_window(settings: ServiceSettings, now: datetime) -> tuple[datetime, datetime]:
@@ -153,43 +167,57 @@ def issue(settings: ServiceSettings, now: datetime) -> TlsMaterial:
         .sign(ca_key, hashes.SHA256())
     )
 
-    leaf_key = ec.generate_private_key(ec.SECP256R1())
     common_name, san = _leaf_names(settings)
     not_before, not_after = _leaf_window(settings, now)
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .issuer_name(ca_name)
-        .public_key(leaf_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            # EC key: digitalSignature only (keyEncipherment is for RSA key transport).
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
+
+    def leaf(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> x509.Certificate:
+        is_rsa = isinstance(key, rsa.RSAPrivateKey)
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                # EC key: digitalSignature only. An RSA key also serves static RSA key transport,
+                # which needs keyEncipherment.
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=is_rsa,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.SubjectAlternativeName(san), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
+            .sign(ca_key, hashes.SHA256())
         )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(san), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+
+    def key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    rsa_cert_pem = rsa_key_pem = None
+    if settings.has("tls-weak-ciphers"):
+        rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
+        rsa_cert_pem, rsa_key_pem = leaf(rsa_key).public_bytes(serialization.Encoding.PEM), key_pem(rsa_key)
     return TlsMaterial(
         ca_pem=ca_cert.public_bytes(serialization.Encoding.PEM),
-        cert_pem=leaf.public_bytes(serialization.Encoding.PEM),
-        key_pem=leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+        cert_pem=leaf(leaf_key).public_bytes(serialization.Encoding.PEM),
+        key_pem=key_pem(leaf_key),
+        rsa_cert_pem=rsa_cert_pem,
+        rsa_key_pem=rsa_key_pem,
     )
 
 
@@ -217,6 +245,11 @@ def write_material(settings: ServiceSettings, *, now: datetime | None = None) ->
     _write_private(paths.key, material.key_pem)
     paths.cert.write_bytes(material.cert_pem)
     paths.ca.write_bytes(material.ca_pem)
+    if material.rsa_cert_pem is not None and material.rsa_key_pem is not None:
+        paths = TlsPaths(ca=paths.ca, cert=paths.cert, key=paths.key, rsa_cert=folder / "server-rsa.pem", rsa_key=folder / "server-rsa.key")
+        assert paths.rsa_cert is not None and paths.rsa_key is not None
+        _write_private(paths.rsa_key, material.rsa_key_pem)
+        paths.rsa_cert.write_bytes(material.rsa_cert_pem)
     return paths
 
 
@@ -274,28 +307,34 @@ def _restrict_groups(context: ssl.SSLContext, groups: str) -> str:
     return "P-256"
 
 
+def _base_context(settings: ServiceSettings, paths: TlsPaths) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
+    context.maximum_version = ssl.TLSVersion.TLSv1_3
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(WEAK_CIPHERS if settings.has("tls-weak-ciphers") else MOZILLA_TLS12_CIPHERS)
+    context.load_cert_chain(certfile=paths.cert, keyfile=paths.key)
+    if paths.rsa_cert is not None and paths.rsa_key is not None:
+        context.load_cert_chain(certfile=paths.rsa_cert, keyfile=paths.rsa_key)  # a second key type: OpenSSL keeps both
+    context.set_alpn_protocols(["http/1.1"])  # uvicorn's h11 speaks HTTP/1.1 only
+    return context
+
+
 def server_ssl_context(settings: ServiceSettings, paths: TlsPaths) -> ssl.SSLContext:
-    """The server context: Mozilla "intermediate", or TLS 1.0+ with CBC suites under fault ``tls-legacy``.
+    """The server context: Mozilla "intermediate", or broken by fault ``tls-legacy`` / ``tls-weak-ciphers``.
 
     Cipher order is left to the client, as Mozilla "intermediate" recommends (every suite on
     offer is strong), so ``OP_CIPHER_SERVER_PREFERENCE``, which Python sets by default, is cleared.
     Compression and renegotiation are off. The groups actually in force are kept as
     ``context.releasegate_groups`` for tests and diagnostics.
     """
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
-    context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
-    context.maximum_version = ssl.TLSVersion.TLSv1_3
+    context = _base_context(settings, paths)
     if settings.has("tls-legacy"):
         with warnings.catch_warnings():
             # Python warns that TLS 1.0 is deprecated; turning it on is the point of this fault.
             warnings.simplefilter("ignore", DeprecationWarning)
             context.minimum_version = ssl.TLSVersion.TLSv1
         context.set_ciphers(LEGACY_CIPHERS)
-    else:
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.set_ciphers(MOZILLA_TLS12_CIPHERS)
-    context.load_cert_chain(certfile=paths.cert, keyfile=paths.key)
-    context.set_alpn_protocols(["http/1.1"])  # uvicorn's h11 speaks HTTP/1.1 only
     context.releasegate_groups = _restrict_groups(context, MOZILLA_GROUPS)  # type: ignore[attr-defined]
     return context

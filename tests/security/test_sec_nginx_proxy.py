@@ -1,0 +1,84 @@
+"""End to end behind a real nginx: the TLS-terminating proxy the deployment guide puts in front.
+
+Real component (style: real servers on loopback, never mocks, where users have the real thing):
+the checks judge nginx's TLS and headers, not the reference service's. Configured well, the
+gate passes; with TLS 1.0/1.1 enabled or without HSTS, exactly the right checks fail.
+Needs Debian's nginx-light: skipped locally without it, a failure under RELEASEGATE_REQUIRE_REAL=1.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nginx_proxy import ProxyConfig, RunningProxy, running_nginx
+
+from real import require_binary
+from releasegate.cli import main
+from releasegate.reference import server
+from releasegate.reference.settings import ServiceSettings
+from releasegate.reference.tls import LEGACY_CIPHERS
+
+CHECKS = ["security.transport.https", "security.tls", "security.hsts"]
+GATES = "probe: {timeout_s: 5, retry: {timeout_s: 0}}\n"
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[server.RunningService]:
+    with server.start(ServiceSettings(data_dir=tmp_path_factory.mktemp("upstream"))) as service:
+        yield service
+
+
+def gate_through(proxy: RunningProxy, upstream: server.RunningService, tmp_path: Path) -> dict[str, Any]:
+    target = tmp_path / "target.yaml"
+    target.write_text(
+        f"name: behind-nginx\nbase_url: {proxy.base_url}\nhttp_url: {proxy.http_url}\ntls: {{ca_bundle: {upstream.ca_path}}}\n"
+    )
+    gates = tmp_path / "gates.yaml"
+    gates.write_text(GATES)
+    code = main(
+        [
+            "run",
+            "--stage",
+            "pre-deploy",
+            "--target",
+            str(target),
+            "--gates",
+            str(gates),
+            "--only",
+            *CHECKS,
+            "--report-dir",
+            str(tmp_path / "r"),
+        ]
+    )
+    verdict: dict[str, Any] = json.loads((tmp_path / "r" / "verdict.json").read_text())
+    assert verdict["exit_code"] == code
+    return verdict
+
+
+def outcomes(verdict: dict[str, Any]) -> dict[str, str]:
+    return {c["id"]: c["outcome"] for c in verdict["checks"]}
+
+
+@pytest.mark.parametrize(
+    ("config", "broken"),
+    [
+        pytest.param(ProxyConfig(), set(), id="well-configured"),
+        pytest.param(
+            ProxyConfig(protocols="TLSv1 TLSv1.1 TLSv1.2 TLSv1.3", ciphers=LEGACY_CIPHERS), {"security.tls.protocols"}, id="tls-1.0-and-1.1"
+        ),
+        pytest.param(ProxyConfig(hsts=False), {"security.hsts"}, id="no-hsts"),
+    ],
+)
+def test_the_gate_judges_the_proxy(config: ProxyConfig, broken: set[str], upstream: server.RunningService, tmp_path: Path) -> None:
+    nginx = require_binary("nginx")
+    upstream_url = upstream.base_url.replace("localhost", "127.0.0.1")
+    with running_nginx(nginx, config, tls=upstream.tls_paths, upstream=upstream_url, workdir=tmp_path / "nginx") as proxy:
+        verdict = gate_through(proxy, upstream, tmp_path)
+    results = outcomes(verdict)
+    failed = {check for check, outcome in results.items() if outcome in ("failed", "error")}
+    assert failed == broken, [(c["id"], c["outcome"], c["summary"]) for c in verdict["checks"]]
+    assert verdict["decision"] == ("rollback" if broken else "pass")
