@@ -1,9 +1,9 @@
 """The fault matrix: every check is proven against the live reference deployment.
 
-Healthy, every stage that has checks passes or promotes. For each fault that the registry
-names as a proving fault, the checks it proves fail (or error), the decision is rollback or
-hold, and no other blocking check fails: a fault that trips an unrelated check means that
-check is imprecise. One service start per fault, on loopback, port 0.
+Healthy, every stage that has checks passes or promotes with every check passed. For each
+fault that the registry names as a proving fault, the checks it proves fail (or error), the
+decision is rollback or hold, and no other blocking check fails: a fault that trips an
+unrelated check means that check is imprecise. One service start per fault, on loopback, port 0.
 """
 
 from __future__ import annotations
@@ -69,10 +69,12 @@ def test_a_fault_breaks_the_checks_it_proves_and_nothing_else(fault: str, tmp_pa
             assert verdict["decision"] in ("rollback", "hold"), verdict["reasons"]
         else:  # a warning-severity check is reported, and decides only under on_warning: hold
             assert any(c in note for note in verdict["notes"] for c in proven), verdict["notes"]
-        # And no blocking check that this fault does not prove fails
+        # And no blocking check that this fault does not prove *fails*. Another check may be unable
+        # to judge (error): with an expired certificate nothing else can be probed securely, and
+        # saying so is right; the healthy run shows every check can judge a healthy deployment.
         collateral = [
             (c["id"], c["summary"])
             for c in verdict["checks"]
-            if c["id"] not in proven and c["severity"] == "blocking" and c["outcome"] in ("failed", "error")
+            if c["id"] not in proven and c["severity"] == "blocking" and c["outcome"] == "failed"
         ]
         assert collateral == [], f"fault {fault} also trips {collateral}: an imprecise check"
