@@ -552,3 +552,14 @@ def test_a_token_over_plain_http_to_loopback_is_fine(tmp_path: Path, monkeypatch
     monkeypatch.setenv(TOKEN_ENV, "tok-abcdef-123")
     path = write(tmp_path, "t.yaml", f"name: t\nbase_url: http://127.0.0.1:8080\nauth:\n  token_env: {TOKEN_ENV}\n")
     assert load_target(path).token() == "tok-abcdef-123"
+
+
+def test_a_tls_profile_that_is_neither_a_name_nor_a_file_is_a_problem(tmp_path: Path) -> None:
+    path = write(tmp_path, "gates.yaml", "thresholds:\n  security:\n    tls_profile: intermediat\n")
+    with pytest.raises(ConfigError) as caught:
+        load_gates(path)
+    [problem] = caught.value.problems
+    assert (problem.line, problem.key) == (3, "thresholds.security.tls_profile")
+    (tmp_path / "profile.json").write_text("{}")
+    path.write_text("thresholds:\n  security:\n    tls_profile: profile.json\n")
+    assert load_gates(path).gates.thresholds.security.tls_profile == "profile.json"

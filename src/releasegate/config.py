@@ -412,6 +412,7 @@ def load_gates(path: Path | None, *, today: date | None = None, strict_waivers: 
     # Semantic problems are looked for in the raw data too, so one `validate` lists them
     # together with the schema problems instead of one round-trip per fix.
     problems = gates_problems(data, lines, shown, today=today or date.today(), strict_waivers=strict_waivers)
+    problems += _tls_profile_problems(data, lines, shown, folder=path.resolve().parent)
     try:
         gates = _validate(Gates, data, lines, shown)
     except ConfigError as exc:
@@ -423,6 +424,27 @@ def load_gates(path: Path | None, *, today: date | None = None, strict_waivers: 
 
 def _by_line(problem: Problem) -> int:
     return problem.line or 0
+
+
+MOZILLA_PROFILES = ("intermediate", "modern", "old")
+
+
+def _tls_profile_problems(data: Any, lines: LineIndex, shown: str, *, folder: Path) -> list[Problem]:
+    """thresholds.security.tls_profile: a Mozilla profile name or a JSON file next to gates.yaml."""
+    thresholds = data.get("thresholds") if isinstance(data, dict) else None
+    security = thresholds.get("security") if isinstance(thresholds, dict) else None
+    spec = security.get("tls_profile") if isinstance(security, dict) else None
+    if not isinstance(spec, str) or spec in MOZILLA_PROFILES or (folder / spec).is_file():
+        return []
+    return [
+        Problem(
+            shown,
+            lines.line(("thresholds", "security", "tls_profile")),
+            "thresholds.security.tls_profile",
+            f"'{spec}' is neither a Mozilla profile nor a file next to this gates.yaml",
+            f"use one of {', '.join(MOZILLA_PROFILES)}, or the path of a profile JSON relative to this file",
+        )
+    ]
 
 
 def gates_problems(data: Any, lines: LineIndex, shown: str, *, today: date, strict_waivers: bool) -> list[Problem]:
