@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck clean
+.PHONY: demo test lint typecheck clean bench
 
 $(BIN)/python:
 	@$(PYTHON) -c "import sys; sys.exit(sys.version_info < (3, 11))" || { echo "need Python 3.11 or newer (make PYTHON=/path/to/python3.11)"; exit 3; }
@@ -30,6 +30,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# Benchmarks (minutes, not seconds: testssl.sh is slow); writes bench/RESULTS.md. See bench/README.md.
+bench: $(STAMP)
+	$(BIN)/python bench/security_stage.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -15,7 +15,7 @@ import jwt
 import pytest
 
 from loopback import Handler, Route, serve
-from releasegate.probes import auth, headers
+from releasegate.probes import auth, credentials, headers
 from releasegate.probes.headers import Answer, Request
 from releasegate.probes.http import HttpSettings
 from releasegate.results import Finding
@@ -227,8 +227,8 @@ def bearer_api(valid: str) -> Handler:
 
 def run_required(server_url: str, paths: list[str], valid: str) -> Finding:
     urls = [server_url + p for p in paths]
-    requests = [Request("GET", u) for u in urls] + [Request("GET", u, headers=auth.bearer(auth.GARBAGE_TOKEN)) for u in urls]
-    answers = headers.exchange([*requests, Request("GET", urls[0], headers=auth.bearer(valid))], SETTINGS)
+    requests = [Request("GET", u) for u in urls] + [Request("GET", u, headers=credentials.bearer(credentials.GARBAGE_TOKEN)) for u in urls]
+    answers = headers.exchange([*requests, Request("GET", urls[0], headers=credentials.bearer(valid))], SETTINGS)
     return auth.judge_required(answers[: len(urls)], answers[len(urls) : 2 * len(urls)], answers[-1])
 
 
@@ -240,7 +240,7 @@ def test_a_real_bearer_check_passes_both_auth_checks() -> None:
         decoded = auth.decode_jwt(valid)
         assert decoded is not None
         (expired,) = headers.exchange(
-            [Request("GET", server.url("/api/v1/me"), headers=auth.bearer(auth.forge_expired(decoded, now=time.time())))], SETTINGS
+            [Request("GET", server.url("/api/v1/me"), headers=credentials.bearer(auth.forge_expired(decoded, now=time.time())))], SETTINGS
         )
         sent = [h.get("authorization", "") for _, h in server.requests]
     assert required.outcome == "passed", required.summary

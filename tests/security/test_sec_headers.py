@@ -14,7 +14,7 @@ import pytest
 
 from loopback import Route, refused_port, serve
 from releasegate._exceptions import ProbeError, ProbeTimeout
-from releasegate.probes import headers
+from releasegate.probes import credentials, headers
 from releasegate.probes.headers import Answer, Request
 from releasegate.probes.http import HttpSettings
 from releasegate.reference.auth import Authenticator
@@ -242,7 +242,7 @@ def test_cache_control_is_judged_on_the_api_only(value: str, ok: bool) -> None:
         ([("Access-Control-Allow-Origin", "*")], None),  # public, no credentials: fine
         ([("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Credentials", "true")], "Access-Control-Allow-Origin: * together"),
         (
-            [("Access-Control-Allow-Origin", headers.FOREIGN_ORIGIN), ("Access-Control-Allow-Credentials", "TRUE")],
+            [("Access-Control-Allow-Origin", credentials.FOREIGN_ORIGIN), ("Access-Control-Allow-Credentials", "TRUE")],
             "credentialed CORS granted",
         ),
         ([("Access-Control-Allow-Origin", "null"), ("Access-Control-Allow-Credentials", "true")], "credentialed CORS granted"),

@@ -23,7 +23,7 @@ from websockets.sync.client import connect
 from releasegate import registry
 from releasegate.cli import main
 from releasegate.config import load_gates, load_target
-from releasegate.probes import websocket
+from releasegate.probes import credentials, websocket
 from releasegate.reference.demo import TOKEN_ENV, DemoDeployment, running
 
 FAMILY = sorted(spec.id for spec in registry.CHECKS if spec.family == "websocket")
@@ -113,7 +113,7 @@ def plain_ws_status(deployment: DemoDeployment, *, token: bool) -> int:
     target = load_target(deployment.target_path).target
     assert target.http_url is not None and target.http_url.startswith("http://localhost:")
     url = websocket.plaintext_url(websocket.endpoint(target) or "", target.http_url)
-    headers = websocket.bearer(os.environ[TOKEN_ENV]) if token else None
+    headers = credentials.bearer(os.environ[TOKEN_ENV]) if token else None
     try:
         with connect(url, additional_headers=headers, open_timeout=5, close_timeout=2, proxy=None) as ws:
             return 101 if ws.response is not None and ws.response.status_code == 101 else -1

@@ -14,7 +14,7 @@ import pytest
 from releasegate._exceptions import ProbeError
 from releasegate.config import Gates, LoadedTarget
 from releasegate.plugin import CheckRecorder
-from releasegate.probes import auth, headers
+from releasegate.probes import auth, credentials, headers
 from releasegate.probes.headers import Answer, Request
 from releasegate.probes.http import HttpSettings
 from releasegate.results import Finding
@@ -40,9 +40,11 @@ def _protected_urls(target: LoadedTarget) -> list[str]:
 def test_auth_required(check: CheckRecorder, target: LoadedTarget, http_settings: HttpSettings) -> None:
     urls = _protected_urls(target)
     token = target.token()
-    requests = [Request("GET", url) for url in urls] + [Request("GET", url, headers=auth.bearer(auth.GARBAGE_TOKEN)) for url in urls]
+    requests = [Request("GET", url) for url in urls] + [
+        Request("GET", url, headers=credentials.bearer(credentials.GARBAGE_TOKEN)) for url in urls
+    ]
     if token:
-        requests.append(Request("GET", urls[0], headers=auth.bearer(token)))
+        requests.append(Request("GET", urls[0], headers=credentials.bearer(token)))
     answers = _exchange(check, requests, http_settings)
     missing, invalid = answers[: len(urls)], answers[len(urls) : 2 * len(urls)]
     valid = answers[2 * len(urls)] if token else None
@@ -69,7 +71,7 @@ def test_token_lifetime(check: CheckRecorder, target: LoadedTarget, policy: Gate
     else:
         source = "forged"
         expired_token = auth.forge_expired(decoded, now=now)
-    (expired,) = _exchange(check, [Request("GET", url, headers=auth.bearer(expired_token))], http_settings)
+    (expired,) = _exchange(check, [Request("GET", url, headers=credentials.bearer(expired_token))], http_settings)
     unauthenticated = None
     if 200 <= expired.status < 400:
         # Accepted: is it the expiry that goes unchecked, or authentication altogether?

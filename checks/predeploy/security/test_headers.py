@@ -14,7 +14,7 @@ import pytest
 from releasegate._exceptions import ProbeError
 from releasegate.config import Gates, LoadedTarget
 from releasegate.plugin import CheckRecorder
-from releasegate.probes import headers
+from releasegate.probes import credentials, headers
 from releasegate.probes.headers import Answer, Request
 from releasegate.probes.http import HttpSettings
 from releasegate.results import Finding
@@ -49,7 +49,7 @@ def test_hsts(check: CheckRecorder, target: LoadedTarget, policy: Gates, http_se
 @pytest.mark.check("security.headers")
 def test_security_headers(check: CheckRecorder, target: LoadedTarget, http_settings: HttpSettings) -> None:
     base = target.target.base_url
-    api_headers = {**http_settings.headers, "Origin": headers.FOREIGN_ORIGIN}
+    api_headers = {**http_settings.headers, "Origin": credentials.FOREIGN_ORIGIN}
     site, api = _exchange(check, [Request("GET", base), Request("GET", _api_url(target), headers=api_headers)], http_settings)
     check.conclude(headers.judge_security_headers(site, api, api_authenticated=bool(http_settings.headers)))
 

@@ -13,7 +13,7 @@ import pytest
 
 from releasegate.config import LoadedTarget, RateLimitSettings
 from releasegate.plugin import CheckRecorder
-from releasegate.probes import limits
+from releasegate.probes import credentials, limits
 from releasegate.probes.http import HttpSettings
 
 
@@ -31,7 +31,7 @@ def _rate_limit(target: LoadedTarget) -> RateLimitSettings:
 
 
 def _bearer(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}
+    return credentials.bearer(token) if token else {}
 
 
 @pytest.mark.check("security.request_size")

@@ -34,11 +34,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from releasegate.probes.credentials import GARBAGE_TOKEN
 from releasegate.probes.headers import Answer
 from releasegate.results import Finding
 
 # Sent as the invalid bearer token: not a JWT, not anybody's secret, recognisable in server logs.
-GARBAGE_TOKEN = "releasegate-probe-invalid-token"
 EXCERPT_CHARS = 200
 TokenSource = Literal["target", "forged"]
 Level = Literal["ok", "warn", "fail", "error"]
@@ -50,10 +50,6 @@ _OUTCOME: dict[Level, Literal["passed", "warned", "failed", "error"]] = {
     "error": "error",
 }
 _INVALID_TOKEN = re.compile(r'\berror\s*=\s*"?invalid_token"?', re.IGNORECASE)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 # --------------------------------------------------------------------------- security.auth.required

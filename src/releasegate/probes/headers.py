@@ -40,12 +40,12 @@ from urllib.parse import urlsplit
 import httpx
 
 from releasegate._exceptions import ProbeError, ProbeTimeout
+from releasegate.probes.credentials import FOREIGN_ORIGIN
 from releasegate.probes.http import HttpSettings, _cause
 from releasegate.results import Finding
 
 # Sent as the Origin of the API request of security.headers: a foreign site that must not get
 # credentialed CORS access. .test is reserved (RFC 6761), so it can never be a real site.
-FOREIGN_ORIGIN = "https://evil.example.test"
 BODY_CAP_BYTES = 4096  # these checks judge headers; a little body is kept for a failure's evidence
 MAX_EVIDENCE_FIELDS = 60
 MAX_EVIDENCE_VALUE = 300

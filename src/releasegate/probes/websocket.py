@@ -33,12 +33,12 @@ from websockets.typing import Origin
 
 from releasegate._exceptions import ProbeError, ProbeTimeout
 from releasegate.config import Gates, LoadedTarget, Target
+from releasegate.probes.credentials import FOREIGN_ORIGIN, bearer, tampered_jwt
 from releasegate.probes.http import ssl_context
 from releasegate.results import Finding
 
 T = TypeVar("T")
 
-FOREIGN_ORIGIN = "https://evil.example.test"
 USER_AGENT = "releasegate-websocket-probe"
 # Refusal statuses that say "not you" / "not from there"; any other non-101 answer is still a refusal (noted).
 AUTH_REFUSALS = (401, 403)
@@ -373,21 +373,7 @@ def plaintext_url(ws_endpoint: str, http_url: str | None) -> str:
     return urlunsplit(("ws", f"{netloc}:{port}", parts.path or "/", parts.query, ""))
 
 
-def invalid_token(token: str) -> str:
-    """A token the server must reject: a JWT keeps its header and claims but loses its signature.
-
-    The whole signature is replaced (not one character: base64url's last character carries unused
-    bits, so flipping it can leave the signature valid). A non-JWT token becomes a fixed string.
-    """
-    parts = token.split(".")
-    if len(parts) == 3 and all(parts):
-        filler = "A" if set(parts[2]) != {"A"} else "B"
-        return f"{parts[0]}.{parts[1]}.{filler * len(parts[2])}"
-    return "releasegate-invalid-token-0000000000000000"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+invalid_token = tampered_jwt  # the name the WebSocket checks use
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
