@@ -25,7 +25,6 @@ from releasegate.config import load_gates, load_target
 from releasegate.plugin import only_problem
 from releasegate.redact import RedactingStream, Redactor
 from releasegate.reference import faults as fault_catalog
-from releasegate.reference.demo import TOKEN_ENV as TOKEN_ENV_HINT
 from releasegate.report import folder as report_folder
 from releasegate.results import STAGES, ExitCode
 from releasegate.suite import default_gates, find_suite, stage_dir
@@ -323,7 +322,7 @@ def cmd_demo(args: argparse.Namespace, report_dirs: list[Path]) -> int:
     codes: list[int] = []
     with running(args.fault) as deployment:
         if args.serve:
-            return _serve(deployment.target_path, deployment.token_path)
+            return _serve(deployment.target_path, deployment.env_path)
         for stage in stages:
             print(f"releasegate demo: gating stage {stage}", flush=True)
             gates = args.gates or deployment.gates_path
@@ -353,7 +352,7 @@ def worst_exit_code(codes: Sequence[int]) -> int:
     return ExitCode.OK if codes else ExitCode.HOLD
 
 
-def _serve(target_path: Path, token_path: Path) -> int:
+def _serve(target_path: Path, env_path: Path) -> int:
     """Keep the deployment up until Ctrl-C or SIGTERM; the target path is printed on a line of its own."""
     import signal
     import threading
@@ -361,7 +360,7 @@ def _serve(target_path: Path, token_path: Path) -> int:
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print(str(target_path), flush=True)
-    print(f'# the target needs its token: export {TOKEN_ENV_HINT}="$(cat {token_path})"', flush=True)
+    print(f"# load the target's secrets (never printed) with: . {env_path}", flush=True)
     print("# serving until Ctrl-C or SIGTERM", flush=True)
     try:
         while not stop.wait(0.5):

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import shlex
 import shutil
 import ssl
 import tempfile
+import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,9 +27,10 @@ from releasegate.reference.settings import DEFAULT_RELEASE, ServiceSettings
 
 TOKEN_ENV = "RELEASEGATE_DEMO_TOKEN"
 SECOND_TOKEN_ENV = "RELEASEGATE_DEMO_TOKEN_2"
+EXPIRED_TOKEN_ENV = "RELEASEGATE_DEMO_EXPIRED_TOKEN"
 USER_ENV = "RELEASEGATE_DEMO_USER"
 PASSWORD_ENV = "RELEASEGATE_DEMO_PASSWORD"
-DEMO_ENVS = (TOKEN_ENV, SECOND_TOKEN_ENV, USER_ENV, PASSWORD_ENV)
+DEMO_ENVS = (TOKEN_ENV, SECOND_TOKEN_ENV, EXPIRED_TOKEN_ENV, USER_ENV, PASSWORD_ENV)
 # The reference service is ready as soon as it answers, so the demo's convergence window is
 # short; a real deployment keeps gates.yaml's 30 s.
 DEMO_GATES = """\
@@ -45,6 +49,7 @@ class DemoDeployment:
     target_path: Path
     gates_path: Path
     token_path: Path
+    env_path: Path  # every secret the target names, as `export NAME=value` lines (mode 0600)
     data_dir: Path
 
 
@@ -65,6 +70,7 @@ tls: {{ca_bundle: {service.ca_path}}}
 auth:
   token_env: {TOKEN_ENV}
   second_token_env: {SECOND_TOKEN_ENV}
+  expired_token_env: {EXPIRED_TOKEN_ENV}
   login: {{path: /api/v1/auth/login, username_env: {USER_ENV}, password_env: {PASSWORD_ENV}}}
   protected: [/api/v1/me, /api/v1/conversations]
 health: {{liveness: /healthz, readiness: /readyz, deep: /health, version: /version}}
@@ -101,6 +107,21 @@ def login(base_url: str, ca_path: Path, username: str, password: str, *, timeout
         return str(json.load(response)["access_token"])
 
 
+def expired_token(settings: ServiceSettings, username: str) -> str:
+    """A really expired token: the service's own signature, issued two hours ago, expired one hour ago.
+
+    The demo knows the service's secret because it started the service; with it the gate can
+    prove that expiry itself is enforced (a tampered token only proves signatures are checked).
+    """
+    import jwt
+
+    from releasegate.reference.auth import ISSUER
+
+    now = int(time.time())
+    claims = {"iss": ISSUER, "sub": username, "iat": now - 7200, "exp": now - 3600, "jti": secrets.token_hex(8)}
+    return str(jwt.encode(claims, settings.jwt_secret, algorithm="HS256"))
+
+
 @contextmanager
 def running(faults: Sequence[str] = (), *, data_dir: Path | None = None) -> Iterator[DemoDeployment]:
     """Start the reference deployment with ``faults``; yield its target; stop and clean up.
@@ -123,14 +144,18 @@ def running(faults: Sequence[str] = (), *, data_dir: Path | None = None) -> Iter
             os.environ[TOKEN_ENV] = token
             os.environ[SECOND_TOKEN_ENV] = login(service.base_url, service.ca_path, second_user, second_password, verify=verify)
             os.environ[USER_ENV], os.environ[PASSWORD_ENV] = username, password
+            os.environ[EXPIRED_TOKEN_ENV] = expired_token(settings, username)
             token_path = folder / "token"
             token_path.touch(mode=0o600)
             token_path.write_text(token + "\n", encoding="utf-8")
+            env_path = folder / "demo.env"
+            env_path.touch(mode=0o600)
+            env_path.write_text("".join(f"export {name}={shlex.quote(os.environ[name])}\n" for name in DEMO_ENVS), encoding="utf-8")
             target_path = folder / "target.yaml"
             target_path.write_text(target_text(service, settings, expected_release=DEFAULT_RELEASE), encoding="utf-8")
             gates_path = folder / "gates.yaml"
             gates_path.write_text(DEMO_GATES, encoding="utf-8")
-            yield DemoDeployment(target_path=target_path, gates_path=gates_path, token_path=token_path, data_dir=folder)
+            yield DemoDeployment(target_path=target_path, gates_path=gates_path, token_path=token_path, env_path=env_path, data_dir=folder)
     finally:
         for name, value in previous.items():
             if value is None:
