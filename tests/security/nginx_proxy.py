@@ -26,6 +26,9 @@ class ProxyConfig:
     protocols: str = "TLSv1.2 TLSv1.3"
     ciphers: str = MOZILLA_TLS12_CIPHERS
     hsts: bool = True
+    # False: the upstream's HSTS passes through next to the proxy's own, so answers carry two
+    # identical fields (the common `add_header ... always` setup in front of an app setting HSTS).
+    hide_upstream_hsts: bool = True
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ def free_port() -> int:
 
 def render(config: ProxyConfig, *, tls: TlsPaths, upstream: str, https_port: int, http_port: int, prefix: Path) -> str:
     hsts = 'add_header Strict-Transport-Security "max-age=31536000; includeSubDomains" always;' if config.hsts else ""
+    # The proxy owns HSTS: by default the upstream's copy is dropped so there is never two.
+    hide_hsts = "proxy_hide_header Strict-Transport-Security;" if config.hide_upstream_hsts else ""
     return f"""
 daemon off;
 master_process on;
@@ -89,8 +94,7 @@ http {{
             proxy_set_header Host $host;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
-            # The proxy owns HSTS: the upstream's copy is dropped so there is never two.
-            proxy_hide_header Strict-Transport-Security;
+            {hide_hsts}
         }}
     }}
 }}

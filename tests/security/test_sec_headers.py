@@ -92,13 +92,36 @@ def test_hsts_missing_on_one_answer_fails_naming_it() -> None:
     assert finding.summary == "/api/v1/me: no Strict-Transport-Security header"
 
 
-def test_two_hsts_fields_fail_with_their_raw_values() -> None:
+def test_identical_hsts_fields_pass_with_a_note() -> None:
+    # Given nginx's `add_header ... always` in front of an app that sets the same HSTS
+    both = [("Strict-Transport-Security", GOOD_HSTS), ("strict-transport-security", "max-age=31536000;includeSubDomains")]
+    finding = headers.judge_hsts([answer(both)], min_max_age_s=31536000)
+    # Then the first field is judged and the repeat is only noted (RFC 6797 §8.1: browsers use the first)
+    assert finding.outcome == "passed", finding.summary
+    assert finding.evidence["notes"] == ["/: 2 identical Strict-Transport-Security fields (browsers use the first, RFC 6797 §8.1)"]
+    assert finding.observed == {"/": [GOOD_HSTS, "max-age=31536000;includeSubDomains"]}
+
+
+def test_differing_hsts_fields_warn_naming_both() -> None:
     finding = headers.judge_hsts(
         [answer([("Strict-Transport-Security", GOOD_HSTS), ("Strict-Transport-Security", "max-age=0")])], min_max_age_s=1
     )
+    assert finding.outcome == "warned"
+    assert finding.summary == (
+        f"/: 2 different Strict-Transport-Security fields, {GOOD_HSTS!r} and 'max-age=0' "
+        "(browsers use only the first; two layers set HSTS and disagree)"
+    )
+
+
+def test_the_first_hsts_field_is_the_one_judged() -> None:
+    # Given a short first field and a good second one: browsers keep the short one
+    fields = [("Strict-Transport-Security", "max-age=86400; includeSubDomains"), ("Strict-Transport-Security", GOOD_HSTS)]
+    finding = headers.judge_hsts([answer(fields)], min_max_age_s=31536000)
     assert finding.outcome == "failed"
-    assert "2 Strict-Transport-Security fields" in finding.summary and "'max-age=0'" in finding.summary
-    assert finding.observed == {"/": [GOOD_HSTS, "max-age=0"]}
+    assert finding.summary.startswith("/: max-age=86400 is below 31536000; /: 2 different Strict-Transport-Security fields")
+    # and a malformed repeat of a good first field is a disagreement, not a failure
+    odd = headers.judge_hsts([answer([("Strict-Transport-Security", GOOD_HSTS), ("Strict-Transport-Security", "junk")])], min_max_age_s=1)
+    assert odd.outcome == "warned"
 
 
 def test_malformed_hsts_fails_with_the_raw_value() -> None:
@@ -112,7 +135,8 @@ def test_short_hsts_fails(value: str, words: str) -> None:
     finding = headers.judge_hsts([answer([("Strict-Transport-Security", value)])], min_max_age_s=31536000)
     assert finding.outcome == "failed"
     assert words in finding.summary
-    assert finding.expected.startswith("one Strict-Transport-Security field on every HTTPS answer, max-age >= 31536000")
+    assert finding.expected.startswith("a Strict-Transport-Security field on every HTTPS answer (the first counts")
+    assert "max-age >= 31536000" in finding.expected
 
 
 def test_hsts_without_include_subdomains_warns() -> None:
@@ -190,7 +214,9 @@ def test_version_banners(name: str, value: str, flagged: bool) -> None:
         ([("Content-Security-Policy", "default-src 'self'"), ("Content-Security-Policy", "frame-ancestors 'none'")], True),
         ([("Content-Security-Policy", "frame-ancestors *")], False),
         ([("X-Frame-Options", "ALLOW-FROM https://a.test")], False),  # obsolete, ignored by browsers
-        ([("X-Frame-Options", "DENY"), ("X-Frame-Options", "SAMEORIGIN")], False),  # conflicting fields are ignored
+        ([("X-Frame-Options", "DENY"), ("X-Frame-Options", "DENY")], True),  # proxy and app both add it
+        ([("X-Frame-Options", "DENY"), ("X-Frame-Options", "SAMEORIGIN")], True),  # the first is judged (the disagreement is listed)
+        ([("X-Frame-Options", "ALLOWALL"), ("X-Frame-Options", "DENY")], False),
         ([("Content-Security-Policy-Report-Only", "frame-ancestors 'none'")], False),
     ],
 )
@@ -225,6 +251,35 @@ def test_nosniff_is_case_insensitive_but_must_be_nosniff() -> None:
     )
     finding = headers.judge_security_headers(answer(with_field("X-Content-Type-Options", "sniff-away")), api_answer(SECURE_FIELDS))
     assert "X-Content-Type-Options is not nosniff (['sniff-away'])" in finding.summary
+
+
+@pytest.mark.parametrize("name", ["X-Content-Type-Options", "X-Frame-Options"])
+def test_identical_repeated_security_headers_pass(name: str) -> None:
+    value = dict(SECURE_FIELDS)[name]
+    finding = headers.judge_security_headers(answer([*SECURE_FIELDS, (name, value.lower())]), api_answer([*SECURE_FIELDS, (name, value)]))
+    assert finding.outcome == "passed", finding.summary
+
+
+@pytest.mark.parametrize(
+    ("name", "second", "expected"),
+    [
+        ("X-Content-Type-Options", "sniff", "X-Content-Type-Options repeated with different values ['nosniff', 'sniff']"),
+        ("X-Frame-Options", "SAMEORIGIN", "X-Frame-Options repeated with different values ['DENY', 'SAMEORIGIN']"),
+    ],
+)
+def test_differing_repeated_security_headers_are_one_problem_each(name: str, second: str, expected: str) -> None:
+    # Given the first field right and a repeat that disagrees (two layers set the header differently)
+    finding = headers.judge_security_headers(answer([*SECURE_FIELDS, (name, second)]), api_answer(SECURE_FIELDS))
+    # Then the first is judged (no "missing" problem) and the disagreement is the one problem listed
+    assert finding.outcome == "failed"
+    assert finding.summary == f"1 header problems: site /: {expected} (the first is judged; two layers disagree)"
+
+
+def test_nosniff_judges_the_first_value() -> None:
+    finding = headers.judge_security_headers(
+        answer([*with_field("X-Content-Type-Options", "sniff"), ("X-Content-Type-Options", "nosniff")]), api_answer(SECURE_FIELDS)
+    )
+    assert "X-Content-Type-Options is not nosniff (['sniff', 'nosniff'])" in finding.summary
 
 
 @pytest.mark.parametrize(

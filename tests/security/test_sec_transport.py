@@ -1,4 +1,8 @@
-"""security.transport.https: the plain-HTTP probe against loopback servers, and its judge."""
+"""security.transport.https: the plain-HTTP probe against loopback servers, and its judge.
+
+The single-path tests pin how one answer is judged; the multi-path tests are the half-done
+port-80 block (root redirected, API proxied over http) the check exists to catch.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ def judged(routes: dict[str, Route], https_url: str = HTTPS, path: str = "") -> 
     with serve(dict(routes)) as server:
         answer = transport.probe(server.base_url + path, timeout_s=2)
     finding = transport.judge(answer, https_url=https_url)
-    return finding.outcome, finding.summary, finding.evidence
+    return finding.outcome, finding.summary, finding.evidence["paths"]["/"] if "paths" in finding.evidence else finding.evidence
 
 
 def test_refused_connection_passes() -> None:
@@ -39,7 +43,7 @@ def test_permanent_redirect_to_https_on_the_same_host_passes(status: int) -> Non
 def test_temporary_redirect_warns(status: int) -> None:
     outcome, summary, _ = judged({"/": Route(status, headers={"Location": HTTPS + "/"})})
     assert outcome == "warned"
-    assert "not permanent" in summary
+    assert "temporary redirect: clients do not cache it" in summary
 
 
 def test_api_content_over_http_fails_and_its_body_is_not_kept() -> None:
@@ -129,3 +133,102 @@ def test_judge_on_a_hand_built_answer() -> None:
         latency_ms=1.0,
     )
     assert transport.judge(answer, https_url="https://app.example.test").outcome == "passed"
+
+
+# --- several paths: the root and the API paths the target names -----------------------------------
+
+REDIRECT = Route(308, headers={"Location": HTTPS + "/"})
+CHALLENGE = Route(401, {"detail": "no token"}, headers={"WWW-Authenticate": 'Bearer realm="api"'})
+
+
+def judged_paths(routes: dict[str, Route], paths: list[str]) -> tuple[str, str, dict[str, object], list[str]]:
+    with serve(dict(routes)) as server:
+        urls, left_out = transport.plan(server.base_url, paths)
+        answers = transport.probe_paths(urls, timeout_s=2)
+        sent = [path for path, _ in server.requests]
+    finding = transport.judge(answers, https_url=HTTPS, left_out=left_out)
+    return finding.outcome, finding.summary, finding.evidence, sent
+
+
+def test_plan_dedupes_joins_and_caps_the_paths() -> None:
+    paths = ["/api/v1/me", "api/v1/me", "/", "/api/v1/me", "/a", "/b", "/c", "/d", "/e"]
+    urls, left_out = transport.plan("http://h.test:8080", paths)
+    assert urls == [f"http://h.test:8080{p}" for p in ["/", "/api/v1/me", "/a", "/b", "/c", "/d"]]
+    assert len(urls) == transport.MAX_PATHS
+    assert left_out == ["/e"]
+    # an http_url with a path of its own (base_url under a prefix) keeps it
+    assert transport.plan("http://h.test/app", ["/api/"])[0] == ["http://h.test/app", "http://h.test/app/api/"]
+
+
+def test_root_redirected_but_api_served_over_http_fails() -> None:
+    # Given a port-80 block that redirects "/" but proxies the API over http
+    routes = {"/": REDIRECT, "/api/v1/me": CHALLENGE, "/api/v1/conversations": Route(200, {"items": []})}
+    # When the check probes the root and the API paths
+    outcome, summary, evidence, sent = judged_paths(routes, ["/api/v1/me", "/api/v1/conversations", "/api/v1/me"])
+    # Then it fails, naming both API paths, and keeps evidence per path
+    assert outcome == "failed"
+    assert summary.startswith("/api/v1/me: the API asks for credentials over plain http: HTTP 401 with WWW-Authenticate: Bearer")
+    assert "/api/v1/conversations: API content over http: HTTP 200" in summary
+    paths = evidence["paths"]
+    assert isinstance(paths, dict)
+    assert sorted(paths) == ["/", "/api/v1/conversations", "/api/v1/me"]
+    assert "body_excerpt" not in paths["/api/v1/conversations"]
+    assert sent == ["/", "/api/v1/me", "/api/v1/conversations"]  # each path once, in order
+
+
+def test_every_path_redirected_permanently_passes() -> None:
+    routes = {"/": REDIRECT, "/api/v1/me": Route(301, headers={"Location": HTTPS + "/api/v1/me"})}
+    outcome, summary, evidence, _ = judged_paths(routes, ["/api/v1/me"])
+    assert outcome == "passed", summary
+    assert summary == "all 2 probed paths redirect permanently to https (HTTP 301/308): /, /api/v1/me"
+
+
+def test_a_temporary_redirect_on_one_api_path_warns_explaining_why() -> None:
+    routes = {"/": REDIRECT, "/api/": Route(307, headers={"Location": HTTPS + "/api/"})}
+    outcome, summary, _, _ = judged_paths(routes, ["/api/"])
+    assert outcome == "warned"
+    assert summary.startswith("/api/: HTTP 307 to https is a temporary redirect: clients do not cache it")
+
+
+def test_a_401_without_a_challenge_only_warns() -> None:
+    # No WWW-Authenticate: nothing invites a client to send its token over http; an error page like any other
+    outcome, summary, _, _ = judged_paths({"/": REDIRECT, "/api/": Route(401, "no")}, ["/api/"])
+    assert outcome == "warned"
+    assert summary.startswith("/api/: answered HTTP 401")
+
+
+def test_a_path_that_times_out_is_an_error_unless_another_one_fails() -> None:
+    slow = Route(308, headers={"Location": HTTPS + "/"}, delay_s=1)
+    with serve({"/": REDIRECT, "/slow": slow, "/open": Route(200, "x")}) as server:
+        urls, _ = transport.plan(server.base_url, ["/slow"])
+        only_slow = transport.judge(transport.probe_paths(urls, timeout_s=0.3), https_url=HTTPS)
+        urls, _ = transport.plan(server.base_url, ["/slow", "/open"])
+        with_content = transport.judge(transport.probe_paths(urls, timeout_s=0.3), https_url=HTTPS)
+    assert only_slow.outcome == "error"
+    assert only_slow.summary.startswith("/slow: not measured (no complete answer within 0.3 s")
+    assert isinstance(only_slow.observed, dict) and only_slow.observed["/"] == {"status": 308, "location": HTTPS + "/"}
+    # a measured failure is certain whatever the other path did
+    assert with_content.outcome == "failed"
+    assert with_content.summary.startswith("/open: API content over http")
+
+
+def test_a_refused_port_is_refused_for_every_path() -> None:
+    urls, left_out = transport.plan(f"http://127.0.0.1:{refused_port()}", ["/api/"])
+    answers = transport.probe_paths(urls, timeout_s=2)
+    assert isinstance(answers, transport.Refused)
+    finding = transport.judge(answers, https_url=HTTPS, left_out=left_out)
+    assert (finding.outcome, finding.observed) == ("passed", "connection refused")
+
+
+def test_no_credentials_on_any_path() -> None:
+    with serve({"/": REDIRECT, "/api/": CHALLENGE}) as server:
+        urls, _ = transport.plan(server.base_url, ["/api/"])
+        transport.probe_paths(urls, timeout_s=2)
+        seen = server.requests
+    assert [path for path, _ in seen] == ["/", "/api/"]
+    assert all("authorization" not in headers and "cookie" not in headers for _, headers in seen)
+
+
+def test_probe_paths_needs_a_url() -> None:
+    with pytest.raises(ProbeError, match="no URL"):
+        transport.probe_paths([], timeout_s=0.1)

@@ -1,8 +1,9 @@
 """Pre-deploy security, headers family: HSTS, browser security headers, login cookies.
 
-Each check sends a few HTTPS requests (at most one to the API, or one log-in), judges the header
-fields as received (repeats kept), and concludes one finding. The rate-limit checks run after
-these and share the client's per-IP bucket, so the request count is kept small on purpose.
+Each check sends a few HTTPS requests (security.hsts at most five credential-free GETs, the others
+at most one API request or one log-in), judges the header fields as received (repeats kept), and
+concludes one finding. The rate-limit checks run after these and share the client's per-IP
+bucket, so the request count is kept small on purpose.
 """
 
 from __future__ import annotations
@@ -35,14 +36,27 @@ def _api_url(target: LoadedTarget) -> str:
     return headers.join(target.target.base_url, protected[0])
 
 
+# security.hsts samples at most this many answers: the site root, every protected path and the
+# login path cover the layers that may set HSTS differently (proxy, app, API router) while the
+# rate-limit checks, which run later from the same client IP, still find their buckets nearly full.
+HSTS_MAX_SAMPLES = 5
+
+
+def hsts_urls(target: LoadedTarget) -> list[str]:
+    """The site root, each protected path, then the login path: deduplicated, at most HSTS_MAX_SAMPLES."""
+    base = target.target.base_url
+    auth = target.target.auth
+    paths = [*(auth.protected or ["/api/"]), *([auth.login.path] if auth.login is not None else [])]
+    return list(dict.fromkeys([base, *(headers.join(base, path) for path in paths)]))[:HSTS_MAX_SAMPLES]
+
+
 @pytest.mark.check("security.hsts")
 def test_hsts(check: CheckRecorder, target: LoadedTarget, policy: Gates, http_settings: HttpSettings) -> None:
-    base = target.target.base_url
-    if not base.startswith("https://"):
+    if not target.target.base_url.startswith("https://"):
         pytest.skip("base_url is plain http://: HSTS only counts on HTTPS answers (security.transport.https judges http)")
-    # No token: HSTS belongs on every answer, a 401 included, and this spends no per-user budget.
-    urls = list(dict.fromkeys([base, _api_url(target)]))
-    answers = _exchange(check, [Request("GET", url) for url in urls], http_settings)
+    # No token: HSTS belongs on every answer, a 401 or a 405 included, and this spends no per-user budget.
+    # The login path is only GET (no log-in), so it spends nothing of the log-in budget either.
+    answers = _exchange(check, [Request("GET", url) for url in hsts_urls(target)], http_settings)
     check.conclude(headers.judge_hsts(answers, min_max_age_s=policy.thresholds.security.hsts_min_max_age_s))
 
 

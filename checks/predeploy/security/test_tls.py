@@ -59,18 +59,30 @@ def _profile(policy: Gates, request: pytest.FixtureRequest) -> tls.TlsProfile | 
         return Finding("error", str(exc), expected=f"a readable TLS profile ({spec})", evidence={"tls_profile": spec})
 
 
+def _api_paths(target: LoadedTarget) -> list[str]:
+    """Paths a half-done port-80 block may still proxy over http: protected, rate-limited and upload paths."""
+    settings = target.target
+    return [
+        *settings.auth.protected,
+        *([settings.rate_limit.path] if settings.rate_limit is not None else []),
+        *([settings.limits.body_path] if settings.limits is not None else []),
+    ]
+
+
 @pytest.mark.check("security.transport.https")
 def test_plain_http_refused_or_redirected(check: CheckRecorder, target: LoadedTarget, policy: Gates) -> None:
     base_url = target.target.base_url
     if not base_url.startswith("https:"):
         pytest.skip("base_url is not https://: no HTTPS endpoint to redirect to")
     url = target.target.http_url or transport.default_http_url(base_url)
+    # Not only "/": a port-80 block that redirects the root may still proxy /api/ over http.
+    urls, left_out = transport.plan(url, _api_paths(target))
     try:
-        answer = transport.probe(url, policy.probe.timeout_s)
+        answers = transport.probe_paths(urls, policy.probe.timeout_s)
     except ProbeError as exc:
         check.conclude(Finding("error", str(exc), observed=type(exc).__name__, evidence={"url": url}))
         return
-    check.conclude(transport.judge(answer, https_url=base_url))
+    check.conclude(transport.judge(answers, https_url=base_url, left_out=left_out))
 
 
 @pytest.mark.check("security.tls.protocols")

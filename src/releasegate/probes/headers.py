@@ -2,9 +2,9 @@
 
 Checks ``security.hsts``, ``security.headers`` and ``security.cookies`` judge *header fields*
 of a few HTTPS exchanges. Fields are kept as they arrived, in order, repeated names and all
-(:class:`Answer`), because two of the judgements depend on repetition: two
-Strict-Transport-Security fields are a misconfiguration (RFC 6797 §8.1: only the first
-counts), and every Set-Cookie field is a cookie of its own. A dict view, as httpx's
+(:class:`Answer`), because judgements depend on repetition: of several Strict-Transport-Security
+fields only the first counts (RFC 6797 §8.1), and every Set-Cookie field is a cookie of its own.
+A dict view, as httpx's
 ``headers.items()``, joins repeats with ", ", which an ``Expires=Wed, 21 Oct ...`` date makes
 impossible to split again.
 
@@ -13,6 +13,11 @@ impossible to split again.
 Decisions worth knowing when reading a finding:
 - HSTS counts on HTTPS answers only; on a plain-http answer browsers ignore it (RFC 6797 §8.1),
   so it is noted there and never judged.
+- A repeated field is judged by its *first* occurrence, the one browsers act on (HSTS: RFC 6797
+  §8.1; X-Content-Type-Options: Fetch "determine nosniff" reads the first value). Identical
+  repeats are what a proxy's ``add_header ... always`` in front of an app that sets the same
+  header produces, and are harmless: noted, never failed. Repeats that *differ* mean two layers
+  disagree about the policy and are reported (HSTS: warned; the security headers: a problem).
 - A version banner is a ``Server``/``X-Powered-By`` value with a version number in it
   (``nginx/1.22.1``, ``PHP 8.2``, ``Apache/2``); a bare product name (``nginx``, ``uvicorn``,
   ``cloudflare``) tells an attacker little and is accepted. ``X-AspNet-Version`` and
@@ -210,8 +215,16 @@ def parse_hsts(value: str) -> Hsts:
 
 
 def judge_hsts(answers: Sequence[Answer], *, min_max_age_s: int) -> Finding:
-    """Every HTTPS answer carries exactly one valid HSTS field with max-age >= the policy; includeSubDomains or a warning."""
-    expected = f"one Strict-Transport-Security field on every HTTPS answer, max-age >= {min_max_age_s}, includeSubDomains"
+    """Every HTTPS answer's first HSTS field is valid with max-age >= the policy; includeSubDomains or a warning.
+
+    Only the first field counts (RFC 6797 §8.1), so that is the one judged. Repeats identical to
+    it (a proxy and the app both setting HSTS) pass with a note; a repeat that differs warns,
+    naming both, because the policy then depends on which layer's field comes first.
+    """
+    expected = (
+        f"a Strict-Transport-Security field on every HTTPS answer (the first counts; repeats identical), "
+        f"max-age >= {min_max_age_s}, includeSubDomains"
+    )
     observed: dict[str, Any] = {}
     failures: list[str] = []
     warnings: list[str] = []
@@ -229,13 +242,20 @@ def judge_hsts(answers: Sequence[Answer], *, min_max_age_s: int) -> Finding:
         if not values:
             failures.append(f"{where}: no Strict-Transport-Security header")
             continue
+        first = values[0]
         if len(values) > 1:
-            failures.append(f"{where}: {len(values)} Strict-Transport-Security fields {values!r} (browsers use only the first)")
-            continue
+            differing = [v for v in values[1:] if not _same_hsts(first, v)]
+            if differing:
+                warnings.append(
+                    f"{where}: {len(values)} different Strict-Transport-Security fields, {first[:120]!r} and "
+                    f"{differing[0][:120]!r} (browsers use only the first; two layers set HSTS and disagree)"
+                )
+            else:
+                notes.append(f"{where}: {len(values)} identical Strict-Transport-Security fields (browsers use the first, RFC 6797 §8.1)")
         try:
-            policy = parse_hsts(values[0])
+            policy = parse_hsts(first)
         except ValueError as exc:
-            failures.append(f"{where}: malformed Strict-Transport-Security {values[0][:120]!r}: {exc}")
+            failures.append(f"{where}: malformed Strict-Transport-Security {first[:120]!r}: {exc}")
             continue
         if policy.max_age < min_max_age_s:
             meaning = " (max-age=0 tells browsers to forget HSTS)" if policy.max_age == 0 else ""
@@ -254,6 +274,16 @@ def judge_hsts(answers: Sequence[Answer], *, min_max_age_s: int) -> Finding:
     return Finding(
         "passed", f"HSTS on {judged} HTTPS answers meets max-age >= {min_max_age_s} with includeSubDomains", observed, expected, evidence
     )
+
+
+def _same_hsts(first: str, other: str) -> bool:
+    """Same policy: equal text, or both valid and equal once parsed (spacing and case do not matter)."""
+    if first.strip() == other.strip():
+        return True
+    try:
+        return parse_hsts(first) == parse_hsts(other)
+    except ValueError:
+        return False
 
 
 # --------------------------------------------------------------------------- security headers
@@ -282,6 +312,7 @@ SECURITY_HEADER_REQUIREMENTS = (
     "Cache-Control: no-store on the authenticated API answer",
     "no version in Server/X-Powered-By",
     "no credentialed CORS for a foreign Origin (wildcard or reflected)",
+    "a repeated X-Content-Type-Options/X-Frame-Options field repeats the same value (the first is judged)",
 )
 
 
@@ -312,9 +343,14 @@ def judge_security_headers(site: Answer, api: Answer, *, foreign_origin: str = F
 
 def _document_problems(answer: Answer) -> list[str]:
     problems: list[str] = []
-    nosniff = answer.all("x-content-type-options")
-    if [v.strip().lower() for v in nosniff] != ["nosniff"]:
-        problems.append("X-Content-Type-Options is not nosniff" + (f" ({nosniff!r})" if nosniff else " (missing)"))
+    nosniff = _tokens(answer, "x-content-type-options")
+    if not nosniff or nosniff[0] != "nosniff":
+        shown = answer.all("x-content-type-options")
+        problems.append("X-Content-Type-Options is not nosniff" + (f" ({shown!r})" if shown else " (missing)"))
+    for name, shown_name in (("x-content-type-options", "X-Content-Type-Options"), ("x-frame-options", "X-Frame-Options")):
+        disagreeing = _disagreement(answer, name)
+        if disagreeing:
+            problems.append(f"{shown_name} repeated with different values {disagreeing!r} (the first is judged; two layers disagree)")
     if not _frame_protected(answer):
         problems.append("no frame protection (X-Frame-Options DENY/SAMEORIGIN or CSP frame-ancestors)")
     problems.extend(_referrer_problems(answer.all("referrer-policy")))
@@ -328,9 +364,23 @@ def _document_problems(answer: Answer) -> list[str]:
     return problems
 
 
+def _tokens(answer: Answer, name: str) -> list[str]:
+    """The field's values as a browser reads them: every field, split on commas, trimmed, lower-cased (Fetch "get, decode, and split")."""
+    return [token.strip().lower() for value in answer.all(name) for token in value.split(",") if token.strip()]
+
+
+def _disagreement(answer: Answer, name: str) -> list[str]:
+    """The distinct values of a repeated field when they differ (as received, bounded); [] when they agree."""
+    distinct = list(dict.fromkeys(_tokens(answer, name)))
+    if len(distinct) < 2:
+        return []
+    return [value[:60] for value in answer.all(name)][:4]
+
+
 def _frame_protected(answer: Answer) -> bool:
-    xfo = [v.strip().lower() for v in answer.all("x-frame-options")]
-    if len(xfo) == 1 and xfo[0] in ("deny", "sameorigin"):
+    # The first value is judged; identical repeats (proxy and app both adding it) change nothing.
+    xfo = _tokens(answer, "x-frame-options")
+    if xfo and xfo[0] in ("deny", "sameorigin"):
         return True
     # Several CSP fields are all enforced (CSP3 §3.1); any one with frame-ancestors restricts framing.
     for value in answer.all("content-security-policy"):
