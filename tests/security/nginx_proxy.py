@@ -5,6 +5,7 @@ guide runs it. The test writes its own config into a temp dir, starts nginx on l
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -55,9 +56,13 @@ def render(config: ProxyConfig, *, tls: TlsPaths, upstream: str, https_port: int
     hsts = 'add_header Strict-Transport-Security "max-age=31536000; includeSubDomains" always;' if config.hsts else ""
     # The proxy owns HSTS: by default the upstream's copy is dropped so there is never two.
     hide_hsts = "proxy_hide_header Strict-Transport-Security;" if config.hide_upstream_hsts else ""
+    # As root (CI), workers would run as nobody and could not use the temp dirs under pytest's
+    # 0700 tmp folder (streamed request bodies would fail with 500); elsewhere nginx ignores it.
+    user = "user root;" if os.geteuid() == 0 else ""
     return f"""
 daemon off;
 master_process on;
+{user}
 worker_processes 1;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
