@@ -61,8 +61,9 @@ class AuthSettings(_Strict):
     token_env: str | None = None
     # A second identity, so security.rate_limit.user can tell a per-user from a per-IP limit.
     second_token_env: str | None = None
-    # A genuinely expired token for security.auth.token_lifetime (otherwise one is forged from
-    # the valid token with exp in the past, which the server must refuse just the same).
+    # A genuinely expired token for security.auth.token_lifetime. Without it a copy of the valid
+    # token with exp in the past is sent, which only proves that tampered tokens are refused, so
+    # the check can then at best warn ("expiry not proven").
     expired_token_env: str | None = None
     login: LoginSettings | None = None
     # Endpoints that must refuse missing and invalid tokens (security.auth.required).

@@ -89,7 +89,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         stage="pre-deploy",
         family="auth",
         severity="blocking",
-        description="Protected endpoints refuse missing and invalid tokens with 401.",
+        description="Protected endpoints refuse missing, invalid and forged (re-signed, alg none) tokens with 401.",
         fault="auth-bypass",
     ),
     CheckSpec(

@@ -53,9 +53,15 @@ def reply(status: int, path: str = "/api/v1/me", challenge: str | None = None, b
         ("missing", 404, None, "error"),
         ("missing", 429, None, "error"),
         ("missing", 500, None, "error"),
+        ("tampered", 401, INVALID, "ok"),
+        ("tampered", 401, CHALLENGE, "warn"),
+        ("tampered", 200, None, "fail"),
+        ("unsigned", 200, None, "fail"),
+        ("unsigned", 403, None, "warn"),
+        ("expired", 204, None, "fail"),
     ],
 )
-def test_refusal_levels(kind: Literal["missing", "invalid"], status: int, challenge: str | None, level: str) -> None:
+def test_refusal_levels(kind: auth.Kind, status: int, challenge: str | None, level: str) -> None:
     assert auth.refusal(reply(status, challenge=challenge), kind).level == level
 
 
@@ -94,6 +100,14 @@ def test_without_a_token_the_refusals_are_judged_and_the_gap_noted() -> None:
     assert "valid token was not tried" in finding.evidence["note"]
 
 
+def test_without_a_jwt_to_copy_signature_verification_is_said_to_be_untested() -> None:
+    note = "no JWT to copy (no token, or an opaque one): signature verification was not tested"
+    finding = auth.judge_required([reply(401, challenge=CHALLENGE)], [reply(401, challenge=INVALID)], reply(200), note=note)
+    assert finding.outcome == "passed"
+    assert finding.summary == "1 protected paths refuse missing, invalid tokens with 401"
+    assert finding.evidence["note"] == note
+
+
 def test_403_warns() -> None:
     finding = auth.judge_required([reply(403)], [reply(401, challenge=INVALID)], reply(200))
     assert finding.outcome == "warned"
@@ -130,22 +144,33 @@ def test_forged_expired_token_keeps_header_and_signature_and_never_verifies() ->
 
 
 @pytest.mark.parametrize(
-    ("claims", "level", "words"),
+    ("claims", "fresh", "level", "words"),
     [
-        ({"iat": NOW, "exp": NOW + 900}, "ok", "lives 900 s"),
-        ({"iat": NOW, "exp": NOW + 3600}, "ok", "lives 3600 s"),
-        ({"iat": NOW, "exp": NOW + 3601}, "fail", "lives 3601 s (exp - iat), over 3600 s"),
-        ({"iat": NOW, "exp": None}, "fail", "never expires"),
-        ({"iat": None, "exp": NOW + 600}, "ok", "no iat claim"),
-        ({"iat": None, "exp": NOW + 86400}, "fail", "no iat, but the token is still valid for 86400 s"),
-        ({"iat": NOW, "exp": "soon"}, "fail", "never expires"),
+        ({"iat": NOW, "exp": NOW + 900}, False, "ok", "lives 900 s"),
+        ({"iat": NOW, "exp": NOW + 3600}, True, "ok", "lives 3600 s"),
+        ({"iat": NOW, "exp": NOW + 3601}, True, "fail", "lives 3601 s (exp - iat), over 3600 s"),
+        ({"iat": NOW, "exp": None}, True, "fail", "never expires"),
+        ({"iat": NOW, "exp": "soon"}, False, "fail", "never expires"),
+        # no iat: a token fresh from login is judged on what is left of it, a configured one cannot be
+        ({"iat": None, "exp": NOW + 600}, True, "ok", "no iat claim; the token fresh from login expires in 600 s"),
+        ({"iat": None, "exp": NOW + 86400}, True, "fail", "no iat, but the token fresh from login is valid for 86400 s, over 3600 s"),
+        ({"iat": None, "exp": NOW - 5}, True, "fail", "malformed claims: the token fresh from login expired 5 s ago"),
+        ({"iat": None, "exp": NOW + 600}, False, "warn", "no iat: lifetime unknown"),
+        ({"iat": None, "exp": NOW + 86400}, False, "warn", "no iat: lifetime unknown"),
+        # impossible claims
+        ({"iat": NOW, "exp": NOW}, True, "fail", "malformed claims: exp - iat is 0 s"),
+        ({"iat": NOW, "exp": NOW - 900}, False, "fail", "malformed claims: exp - iat is -900 s"),
+        ({"iat": NOW + 61, "exp": NOW + 900}, True, "fail", "malformed claims: iat is 61 s in the future"),
+        ({"iat": NOW + 60, "exp": NOW + 900}, True, "ok", "lives 840 s"),  # a minute of clock skew is allowed
+        ({"iat": NOW * 1000, "exp": NOW * 1000 + 900_000}, True, "fail", "malformed claims: iat and exp look like milliseconds"),
+        ({"iat": NOW, "exp": NOW * 1000}, False, "fail", "malformed claims: exp look"),
     ],
 )
-def test_lifetime(claims: dict[str, object], level: str, words: str) -> None:
+def test_lifetime(claims: dict[str, object], fresh: bool, level: str, words: str) -> None:
     present = {k: v for k, v in claims.items() if v is not None}
     decoded = auth.Jwt(header={"alg": "HS256"}, claims={"sub": "a", **present}, segments=("h", "p", "s"))
-    verdict = auth.judge_lifetime(decoded, max_lifetime_s=3600, now=NOW)
-    assert verdict.level == level
+    verdict = auth.judge_lifetime(decoded, max_lifetime_s=3600, now=NOW, fresh=fresh)
+    assert verdict.level == level, verdict.text
     assert words in verdict.text
 
 
@@ -166,18 +191,56 @@ def test_expired_token_from_the_target_must_be_expired(value: str, problem: str 
 # --- token lifetime judge ---------------------------------------------------------------------------
 
 
-def judge(expired: Answer, *, claims: dict[str, object] | None = None, unauthenticated: Answer | None = None) -> Finding:
+def judge(
+    expired: Answer | None,
+    *,
+    claims: dict[str, object] | None = None,
+    unauthenticated: Answer | None = None,
+    source: auth.TokenSource = "target",
+    problem: str | None = None,
+) -> Finding:
     decoded = auth.decode_jwt(token(**(claims or {})))
     assert decoded is not None
-    return auth.judge_token_lifetime(decoded, expired, max_lifetime_s=3600, now=NOW + 5, source="forged", unauthenticated=unauthenticated)
+    return auth.judge_token_lifetime(
+        decoded,
+        expired,
+        max_lifetime_s=3600,
+        now=NOW + 5,
+        source=source,
+        lifetime_source="login",
+        unauthenticated=unauthenticated,
+        expired_problem=problem,
+        expired_claims=auth.decode_jwt(token(iat=NOW - 7200, exp=NOW - 3600)) if source == "target" else None,
+    )
 
 
-def test_short_token_and_refused_expiry_pass() -> None:
+def test_short_token_and_refused_real_expired_token_pass() -> None:
     finding = judge(reply(401, challenge=INVALID))
     assert finding.outcome == "passed", finding.summary
-    assert finding.observed == {"exp - iat": 900, "expired token": 401, "expired token source": "forged"}
-    assert "original signature" in finding.evidence["expired_token"]
+    assert finding.observed == {"exp - iat": 900, "expired token": 401, "expired token source": "target"}
+    assert finding.evidence["expired_token"] == "the target's auth.expired_token_env"
+    assert finding.evidence["expired_token_exp"] == NOW - 3600
+    assert finding.evidence["token_judged"] == "fresh from the target's auth.login"
     assert finding.evidence["claims"] == ["exp", "iat", "sub"]
+
+
+def test_a_refused_forged_token_proves_no_expiry_check_so_it_warns() -> None:
+    # Given no auth.expired_token_env: the forged copy is refused, but a signature check alone refuses it
+    finding = judge(reply(401, challenge=INVALID), source="forged")
+    assert finding.outcome == "warned"
+    assert finding.summary == "expiry not proven: set auth.expired_token_env to a really expired token"
+    assert "tampered copy of the judged token" in finding.evidence["expired_token"]
+    # And a long lifetime still fails: failed wins over the warning
+    long_lived = judge(reply(401, challenge=INVALID), claims={"exp": NOW + 86400}, source="forged")
+    assert long_lived.outcome == "failed"
+    assert long_lived.summary.startswith("the token lives 86400 s (exp - iat), over 3600 s; expiry not proven")
+
+
+def test_an_accepted_forged_token_is_the_signature_failure_not_this_checks() -> None:
+    finding = judge(reply(200), source="forged")
+    assert finding.outcome == "warned"
+    assert "signatures are not verified (security.auth.required's failure)" in finding.summary
+    assert "expiry not proven" in finding.summary
 
 
 def test_long_lived_token_fails() -> None:
@@ -189,7 +252,7 @@ def test_long_lived_token_fails() -> None:
 def test_accepted_expired_token_fails_when_auth_works_otherwise() -> None:
     finding = judge(reply(200), unauthenticated=reply(401, challenge=CHALLENGE))
     assert finding.outcome == "failed"
-    assert "with an expired token: HTTP 200, not refused" in finding.summary
+    assert finding.summary == "/api/v1/me with an expired token: HTTP 200, not refused: expiry is not enforced"
 
 
 def test_accepted_expired_token_only_warns_when_nothing_is_authenticated() -> None:
@@ -205,19 +268,35 @@ def test_expired_token_without_invalid_token_code_warns() -> None:
     assert judge(reply(401, challenge=CHALLENGE)).outcome == "warned"
 
 
+def test_an_unusable_expired_token_is_an_error_unless_the_lifetime_already_fails() -> None:
+    problem = "the token in auth.expired_token_env has not expired yet (exp is 60 s ahead)"
+    finding = judge(None, problem=problem)
+    assert (finding.outcome, finding.summary) == ("error", problem)
+    assert finding.observed["expired token"] is None and finding.evidence["answers"] == []
+    assert judge(None, claims={"exp": NOW + 86400}, problem=problem).outcome == "failed"
+
+
 # --- through the adapter, against loopback servers --------------------------------------------------
 
+Verifier = Literal["strict", "no-signature", "header-alg", "no-expiry"]
 
-def bearer_api(valid: str) -> Handler:
-    """A protected endpoint with a real bearer check: HS256 signature and expiry."""
+
+def bearer_api(verifier: Verifier = "strict") -> Handler:
+    """A protected endpoint with a bearer check: strict (HS256 signature and expiry) or one classic flaw."""
 
     def handle(request: BaseHTTPRequestHandler) -> Route:
         header = request.headers.get("Authorization")
         if not header:
             return Route(401, {"detail": "no token"}, headers={"WWW-Authenticate": CHALLENGE})
+        value = header.removeprefix("Bearer ")
+        # iat is the tests' fixed NOW, maybe ahead of the real clock: only signature and expiry count here.
+        options: dict[str, bool] = {"verify_iat": False}
         try:
-            # iat is the tests' fixed NOW, maybe ahead of the real clock: only signature and expiry count here.
-            jwt.decode(header.removeprefix("Bearer "), KEY, algorithms=["HS256"], options={"verify_iat": False})
+            if verifier == "no-signature" or (verifier == "header-alg" and jwt.get_unverified_header(value).get("alg") == "none"):
+                options["verify_signature"] = False
+            if verifier == "no-expiry":
+                options["verify_exp"] = False
+            jwt.decode(value, KEY, algorithms=["HS256"], options=options)  # type: ignore[arg-type]
         except jwt.InvalidTokenError:
             return Route(401, {"detail": "bad token"}, headers={"WWW-Authenticate": INVALID})
         return Route(200, {"username": "alice"})
@@ -226,30 +305,76 @@ def bearer_api(valid: str) -> Handler:
 
 
 def run_required(server_url: str, paths: list[str], valid: str) -> Finding:
+    """The requests of security.auth.required, in its order, through the same adapter."""
     urls = [server_url + p for p in paths]
-    requests = [Request("GET", u) for u in urls] + [Request("GET", u, headers=credentials.bearer(credentials.GARBAGE_TOKEN)) for u in urls]
-    answers = headers.exchange([*requests, Request("GET", urls[0], headers=credentials.bearer(valid))], SETTINGS)
-    return auth.judge_required(answers[: len(urls)], answers[len(urls) : 2 * len(urls)], answers[-1])
+    decoded = auth.decode_jwt(valid)
+    assert decoded is not None
+    requests = (
+        [Request("GET", u) for u in urls]
+        + [Request("GET", u, headers=credentials.bearer(credentials.GARBAGE_TOKEN)) for u in urls]
+        + [Request("GET", u, headers=credentials.bearer(credentials.tampered_jwt(valid))) for u in urls]
+        + [Request("GET", urls[0], headers=credentials.bearer(auth.unsigned_copy(decoded)))]
+        + [Request("GET", urls[0], headers=credentials.bearer(valid))]
+    )
+    answers = headers.exchange(requests, SETTINGS)
+    n = len(urls)
+    return auth.judge_required(answers[:n], answers[n : 2 * n], answers[-1], tampered=answers[2 * n : 3 * n], unsigned=answers[3 * n])
+
+
+def run_lifetime(server_url: str, valid: str, expired_token: str | None) -> Finding:
+    """security.auth.token_lifetime's requests: the given expired token, else a forged one."""
+    decoded = auth.decode_jwt(valid)
+    assert decoded is not None
+    now = time.time()
+    sent = expired_token or auth.forge_expired(decoded, now=now)
+    url = server_url + "/api/v1/me"
+    (expired,) = headers.exchange([Request("GET", url, headers=credentials.bearer(sent))], SETTINGS)
+    unauthenticated = None
+    if expired_token and expired.status == 200:
+        (unauthenticated,) = headers.exchange([Request("GET", url)], SETTINGS)
+    return auth.judge_token_lifetime(
+        decoded,
+        expired,
+        max_lifetime_s=3600,
+        now=now,
+        source="target" if expired_token else "forged",
+        unauthenticated=unauthenticated,
+        expired_claims=auth.decode_jwt(expired_token) if expired_token else None,
+    )
+
+
+def fresh_tokens() -> tuple[str, str]:
+    """A valid token issued now (900 s) and a really expired one with the same key."""
+    now = int(time.time())
+    valid = jwt.encode({"sub": "alice", "iat": now, "exp": now + 900, "jti": "v"}, KEY, algorithm="HS256")
+    return valid, jwt.encode({"sub": "alice", "iat": now - 7200, "exp": now - 3600, "jti": "x"}, KEY, algorithm="HS256")
 
 
 def test_a_real_bearer_check_passes_both_auth_checks() -> None:
-    valid = jwt.encode({"sub": "alice", "iat": NOW, "exp": 2**40}, KEY, algorithm="HS256")
-    handler = bearer_api(valid)
+    valid, expired = fresh_tokens()
+    handler = bearer_api()
     with serve({"/api/v1/me": handler, "/api/v1/conversations": handler}) as server:
         required = run_required(server.base_url, ["/api/v1/me", "/api/v1/conversations"], valid)
-        decoded = auth.decode_jwt(valid)
-        assert decoded is not None
-        (expired,) = headers.exchange(
-            [Request("GET", server.url("/api/v1/me"), headers=credentials.bearer(auth.forge_expired(decoded, now=time.time())))], SETTINGS
-        )
+        lifetime = run_lifetime(server.base_url, valid, expired)
+        forged_only = run_lifetime(server.base_url, valid, None)
         sent = [h.get("authorization", "") for _, h in server.requests]
     assert required.outcome == "passed", required.summary
-    lifetime = auth.judge_token_lifetime(decoded, expired, max_lifetime_s=2**41, now=NOW, source="forged")
+    assert required.observed["/api/v1/me"] == {
+        "no token": 401,
+        "invalid token": 401,
+        "tampered token": 401,
+        "alg none token": 401,
+        "valid token": 200,
+    }
     assert lifetime.outcome == "passed", lifetime.summary
+    # Without a really expired token the same server cannot be proven to check expiry
+    assert (forged_only.outcome, forged_only.summary) == ("warned", auth.EXPIRY_NOT_PROVEN)
     # Tokens went out on the wire, but none reached the findings
-    evidence = json.dumps([required.observed, required.evidence, lifetime.observed, lifetime.evidence, required.summary, lifetime.summary])
-    secret_parts = {part for value in sent if value.startswith("Bearer ey") for part in value.removeprefix("Bearer ").split(".")}
+    findings = [required, lifetime, forged_only]
+    evidence = json.dumps([[f.observed, f.evidence, f.summary] for f in findings])
+    secret_parts = {part for value in sent if value.startswith("Bearer ey") for part in value.removeprefix("Bearer ").split(".") if part}
     assert secret_parts and not any(part in evidence for part in secret_parts)
+    assert "eyJ" not in evidence
 
 
 def test_an_endpoint_without_auth_fails() -> None:
@@ -257,3 +382,75 @@ def test_an_endpoint_without_auth_fails() -> None:
         finding = run_required(server.base_url, ["/api/v1/me"], token())
     assert finding.outcome == "failed"
     assert finding.summary.count("not refused") == 2
+
+
+def test_an_api_that_does_not_verify_signatures_fails_auth_required() -> None:
+    valid, _ = fresh_tokens()
+    with serve({"/api/v1/me": bearer_api("no-signature")}) as server:
+        finding = run_required(server.base_url, ["/api/v1/me"], valid)
+    assert finding.outcome == "failed"
+    # The garbage token is still refused (it is no JWT): only the forged copies show the hole
+    assert finding.observed["/api/v1/me"] == {
+        "no token": 401,
+        "invalid token": 401,
+        "tampered token": 200,
+        "alg none token": 200,
+        "valid token": 200,
+    }
+    assert finding.summary.startswith(
+        "/api/v1/me with a tampered copy of the gate's token: HTTP 200, accepted: signatures are not verified"
+    )
+
+
+def test_an_api_that_takes_the_algorithm_from_the_token_fails_auth_required() -> None:
+    valid, _ = fresh_tokens()
+    with serve({"/api/v1/me": bearer_api("header-alg")}) as server:
+        finding = run_required(server.base_url, ["/api/v1/me"], valid)
+    assert finding.outcome == "failed"
+    assert (
+        finding.summary
+        == '/api/v1/me with an alg none copy of the gate\'s token: HTTP 200, accepted: unsigned (alg "none") tokens are trusted'
+    )
+
+
+def test_an_api_that_ignores_exp_fails_token_lifetime_with_a_real_expired_token() -> None:
+    valid, expired = fresh_tokens()
+    with serve({"/api/v1/me": bearer_api("no-expiry")}) as server:
+        proven = run_lifetime(server.base_url, valid, expired)
+        forged_only = run_lifetime(server.base_url, valid, None)
+    assert proven.outcome == "failed"
+    assert proven.summary == "/api/v1/me with an expired token: HTTP 200, not refused: expiry is not enforced"
+    # The forged copy is refused for its signature: the hole stays hidden, hence the warning, never a pass
+    assert forged_only.outcome == "warned"
+
+
+# --- forged copies and the login answer -------------------------------------------------------------
+
+
+def test_unsigned_copy_keeps_the_claims_under_alg_none() -> None:
+    original = token(jti="abc")
+    decoded = auth.decode_jwt(original)
+    assert decoded is not None
+    unsigned = auth.unsigned_copy(decoded)
+    head, payload, signature = unsigned.split(".")
+    assert (payload, signature) == (original.split(".")[1], "")
+    assert jwt.get_unverified_header(unsigned) == {"alg": "none", "typ": "JWT"}
+    assert jwt.decode(unsigned, options={"verify_signature": False}) == decoded.claims
+    with pytest.raises(jwt.InvalidTokenError):
+        jwt.decode(unsigned, KEY, algorithms=["HS256"])
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "found"),
+    [
+        (200, b'{"access_token": "abc.def.ghi", "token_type": "Bearer"}', "abc.def.ghi"),
+        (201, b'{"access_token": "opaque"}', "opaque"),
+        (401, b'{"access_token": "abc"}', None),
+        (200, b'{"access_token": ""}', None),
+        (200, b'{"token": "abc"}', None),
+        (200, b"[1]", None),
+        (200, b'{"access_token": "truncated', None),
+    ],
+)
+def test_access_token_of_a_login_answer(status: int, body: bytes, found: str | None) -> None:
+    assert auth.access_token(reply(status, "/api/v1/auth/login", body=body)) == found
