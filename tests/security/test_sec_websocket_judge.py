@@ -9,7 +9,7 @@ import pytest
 
 from releasegate.config import Target
 from releasegate.probes import websocket
-from releasegate.probes.websocket import ConnectionLimitObservation, Handshake, MessageSizeObservation
+from releasegate.probes.websocket import ConnectionLimitObservation, Handshake, Held, MessageSizeObservation
 from releasegate.results import Finding
 
 URL = "wss://app.example.test/ws/sync"
@@ -67,6 +67,42 @@ def test_auth_passes_an_unusual_refusal_with_a_note() -> None:
     assert "note: refused with an unusual status: no credentials: 400" in finding.summary
 
 
+def browser(tampered: int | None, valid: int | None) -> tuple[Handshake, Handshake]:
+    return hs("invalid token via subprotocol (bearer, <token>)", tampered), hs("valid token via subprotocol", valid)
+
+
+def test_auth_passes_when_the_browser_subprotocol_refuses_the_tampered_token_and_takes_the_valid_one() -> None:
+    finding = websocket.judge_auth(hs("no credentials", 401), hs("invalid token", 401), accepted("valid token"), browser(401, 101))
+    assert finding.outcome == "passed", finding.summary
+    assert "invalid token via subprotocol (bearer, <token>) (401)" in finding.summary
+    assert finding.observed["valid token via subprotocol"] == "101 (accepted)"
+    assert finding.expected["invalid token via subprotocol (bearer, <token>)"] == "refused: 401 or 403"
+
+
+def test_auth_fails_when_the_tampered_token_is_accepted_as_a_subprotocol() -> None:
+    finding = websocket.judge_auth(hs("no credentials", 401), hs("invalid token", 401), accepted("valid token"), browser(101, 101))
+    assert finding.outcome == "failed"
+    assert "invalid token via subprotocol (bearer, <token>): 101" in finding.summary
+
+
+def test_an_accepted_tampered_subprotocol_fails_even_if_the_valid_one_is_refused() -> None:
+    finding = websocket.judge_auth(hs("no credentials", 401), hs("invalid token", 401), accepted("valid token"), browser(101, 401))
+    assert finding.outcome == "failed"
+
+
+def test_a_target_without_subprotocol_auth_skips_that_half_with_a_note() -> None:
+    finding = websocket.judge_auth(hs("no credentials", 401), hs("invalid token", 401), accepted("valid token"), browser(401, 401))
+    assert finding.outcome == "passed"
+    assert "subprotocol auth not judged: valid token via subprotocol was 401 (refused)" in finding.summary
+    assert finding.expected["invalid token via subprotocol (bearer, <token>)"].startswith("not judged")
+    assert len(finding.evidence["attempts"]) == 5
+
+
+def test_the_subprotocol_tampered_token_unanswered_is_an_error_when_the_valid_one_works() -> None:
+    finding = websocket.judge_auth(hs("no credentials", 401), hs("invalid token", 401), accepted("valid token"), browser(None, 101))
+    assert finding.outcome == "error"
+
+
 # --- origin ---------------------------------------------------------------------------------------
 
 
@@ -86,6 +122,12 @@ def test_origin_fails_when_one_foreign_origin_is_upgraded() -> None:
 
 def test_origin_cannot_judge_without_an_accepted_control() -> None:
     assert websocket.judge_origin([hs("Origin x", 403)], hs("no Origin", 429)).outcome == "error"
+
+
+def test_origin_null_accepted_fails() -> None:
+    foreign = [hs("Origin https://evil.example.test", 403), accepted("valid token, Origin null")]
+    finding = websocket.judge_origin(foreign, accepted("no Origin"))
+    assert finding.outcome == "failed" and "Origin null: 101" in finding.summary
 
 
 def test_origin_refused_with_401_passes_with_a_note() -> None:
@@ -173,22 +215,64 @@ def attempts(*statuses: int | None) -> tuple[Handshake, ...]:
     return tuple(hs(f"connection {i}", status, problem=None if status else "reset") for i, status in enumerate(statuses, 1))
 
 
+def all_held(cap: int) -> tuple[Held, ...]:
+    return tuple(Held(i, "open") for i in range(1, cap + 1))
+
+
+def limit(*statuses: int | None, close: int | None = None, held: tuple[Held, ...] | None = None) -> ConnectionLimitObservation:
+    """An observation of ``len(statuses) - 1`` as the cap; the first ones all held open unless ``held`` says otherwise."""
+    cap = len(statuses) - 1
+    return ConnectionLimitObservation(
+        cap=cap, attempts=attempts(*statuses), extra_close_code=close, held=all_held(cap) if held is None else held
+    )
+
+
 def test_connection_limit_passes_when_the_extra_connection_gets_429() -> None:
-    finding = websocket.judge_connection_limit(ConnectionLimitObservation(cap=3, attempts=attempts(101, 101, 101, 429)))
+    finding = websocket.judge_connection_limit(limit(101, 101, 101, 429))
     assert finding.outcome == "passed"
     assert finding.observed == "3 accepted; connection 4: 429 (refused)"
     assert finding.evidence["statuses"] == [101, 101, 101, 429]
+    assert finding.evidence["held_open"] == 3 and finding.evidence["held_lost"] == []
 
 
 def test_connection_limit_fails_when_every_connection_is_accepted() -> None:
-    finding = websocket.judge_connection_limit(ConnectionLimitObservation(cap=3, attempts=attempts(101, 101, 101, 101)))
+    finding = websocket.judge_connection_limit(limit(101, 101, 101, 101))
     assert finding.outcome == "failed"
     assert "cap of 3 is not enforced" in finding.summary
 
 
-def test_connection_limit_accepts_enforcement_by_an_immediate_close() -> None:
-    observation = ConnectionLimitObservation(cap=2, attempts=attempts(101, 101, 101), extra_close_code=1008)
-    assert websocket.judge_connection_limit(observation).outcome == "passed"
+@pytest.mark.parametrize(("code", "outcome"), [(1008, "passed"), (1013, "passed"), (4029, "passed"), (1000, "failed"), (1001, "failed")])
+def test_an_accept_then_close_counts_only_with_a_code_that_says_limit(code: int, outcome: str) -> None:
+    finding = websocket.judge_connection_limit(limit(101, 101, 101, close=code))
+    assert finding.outcome == outcome, finding.summary
+    assert f"closed {code}" in finding.observed
+
+
+@pytest.mark.parametrize("code", [1006, 1011, 1002])
+def test_an_accept_then_close_with_a_code_that_says_something_else_is_no_verdict(code: int) -> None:
+    assert websocket.judge_connection_limit(limit(101, 101, 101, close=code)).outcome == "error"
+
+
+@pytest.mark.parametrize(
+    ("statuses", "close"),
+    [((101, 101, 101, 101), 1000), ((101, 101, 101, 101), 1008), ((101, 101, 101, 429), None), ((101, 101, 101, 101), None)],
+)
+def test_a_server_that_closed_one_of_the_first_connections_is_never_judged_on_the_extra_one(
+    statuses: tuple[int, ...], close: int | None
+) -> None:
+    # Given a server that closes idle connections (or evicts the oldest): connection 2 did not stay open
+    held = (Held(1, "open"), Held(2, "closed", 1000), Held(3, "silent"))
+    finding = websocket.judge_connection_limit(limit(*statuses, close=close, held=held))
+    # Then whatever happened to connection 4, it shows nothing about a per-user cap
+    assert finding.outcome == "error"
+    assert "2 of the first 3 connections did not stay open" in finding.summary
+    assert "connection 2: closed 1000; connection 3: no pong" in finding.summary
+    assert finding.evidence["held_lost"] == ["connection 2: closed 1000", "connection 3: no pong"]
+
+
+def test_unchecked_first_connections_are_no_verdict() -> None:
+    observation = ConnectionLimitObservation(cap=2, attempts=attempts(101, 101, 429))
+    assert websocket.judge_connection_limit(observation).outcome == "error"
 
 
 @pytest.mark.parametrize(
@@ -199,6 +283,15 @@ def test_connection_limit_accepts_enforcement_by_an_immediate_close() -> None:
         ((401,), "error"),  # the token itself is refused
         ((101, 500), "error"),
         ((101, None), "error"),
+    ],
+)
+def test_connection_limit_stopped_within_the_cap(statuses: tuple[int | None, ...], outcome: str) -> None:
+    assert websocket.judge_connection_limit(ConnectionLimitObservation(cap=3, attempts=attempts(*statuses))).outcome == outcome
+
+
+@pytest.mark.parametrize(
+    ("statuses", "outcome"),
+    [
         ((101, 101, 101, 401), "error"),  # the extra one refused for another reason
         ((101, 101, 101, 500), "error"),
         ((101, 101, 101, None), "error"),
@@ -207,7 +300,7 @@ def test_connection_limit_accepts_enforcement_by_an_immediate_close() -> None:
     ],
 )
 def test_connection_limit_other_answers(statuses: tuple[int | None, ...], outcome: str) -> None:
-    assert websocket.judge_connection_limit(ConnectionLimitObservation(cap=3, attempts=attempts(*statuses))).outcome == outcome
+    assert websocket.judge_connection_limit(limit(*statuses)).outcome == outcome
 
 
 def test_connection_limit_without_attempts_is_an_error() -> None:
@@ -277,4 +370,8 @@ def test_settings_never_show_the_token() -> None:
 
 
 def test_foreign_origins_include_a_name_that_begins_with_the_target_host() -> None:
-    assert websocket.foreign_origins("wss://localhost:1234/ws") == ("https://evil.example.test", "https://localhost.evil.example.test")
+    assert websocket.foreign_origins("wss://localhost:1234/ws") == (
+        "https://evil.example.test",
+        "https://localhost.evil.example.test",
+        "null",
+    )

@@ -82,6 +82,12 @@ def test_probes_called_directly_pass_on_the_healthy_deployment(healthy: DemoDepl
     ]
     assert [f.outcome for f in findings] == ["passed"] * len(findings), [f.summary for f in findings]
     assert findings[4].evidence["statuses"] == [101] * cap + [429]
+    assert findings[4].evidence["held_open"] == cap  # the first `cap` still answer a ping after the refusal
+    # The browser's way in: the tampered token as a subprotocol refused, the valid one accepted (as "bearer")
+    assert findings[0].observed["invalid token via subprotocol (bearer, <token>)"] == "401 (refused)"
+    assert findings[0].observed["valid token via subprotocol"] == "101 (accepted)"
+    assert "not judged" not in findings[0].summary
+    assert findings[1].observed["valid token, Origin null"] == "403 (refused)"
     for finding in findings:
         text = json.dumps({"summary": finding.summary, "observed": finding.observed, "evidence": finding.evidence})
         assert os.environ[TOKEN_ENV] not in text

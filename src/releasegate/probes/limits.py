@@ -16,6 +16,14 @@ A burst without a 429 fails, except when the answers advertised a quota that nev
 slow target (say 300 ms an answer) refills faster than two requests in flight can drain it, so
 the limit can be neither shown nor ruled out politely, and the check says so (``error``).
 
+The user and endpoint checks compare: after the burst's 429, two requests of the other identity
+(or endpoint), then the burst's own request again as a control (up to three times). A per-IP bucket that refills fast
+lets the comparison through as surely as a separate limit would, so the verdict rests first on
+the IETF-draft policy names (``RateLimit: "ip";r=0``): the policy that refused the burst either
+counts the comparison too (shared: failed) or is absent from its answer (separate: passed). When
+the names do not decide, the comparison's success counts only if the control is still refused;
+a control that got through means the first limit lifted in between (``error``, inconclusive).
+
 The judges are pure: observations in, one :class:`Finding` out.
 """
 
@@ -27,7 +35,7 @@ import socket
 import ssl
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -44,6 +52,13 @@ CONCURRENCY = 2  # the issue's politeness bound (issue 4): a burst is sequential
 MAX_WAIT_S = 5.0  # never sleep longer than this between rate-limit probes, whatever the server advertises
 FALLBACK_WAIT_S = 1.0  # after a 429 that advertises nothing about when to come back
 SINGLE_ATTEMPTS = 5  # a one-off request is repeated while it answers 5xx (a 5xx says nothing about the limit)
+# After the burst's 429: the other side's request this many times, then the burst's own request
+# (the control) up to this many times. Two through, then two refused, cannot come from one bucket
+# that refills evenly (the two controls take as long as the two comparisons did, which found a
+# token each). No more controls than that: each one is time for a fast per-user quota to refill,
+# which would turn a real separate limit into "inconclusive". See _judge_separation.
+COMPARISONS = 2
+CONTROLS = 2
 EXCERPT_CHARS = 300
 ANSWER_READ_BYTES = 8192
 ANSWER_HEAD_BYTES = 65536
@@ -460,8 +475,23 @@ class Answer:
     error: str | None = None
     excerpt: str = ""
 
+    @property
+    def exhausted(self) -> tuple[str, ...]:
+        """Names of the IETF-draft policies this answer advertises as used up (``"name";r=0``).
+
+        On a 429 these are the policies that refused the request: the draft lists the state of
+        every policy that applied, and only a used-up one can have refused.
+        """
+        return tuple(dict.fromkeys(s.name for s in self.limits.states if s.source == "RateLimit" and s.name and s.remaining == 0))
+
+    def policy_names(self) -> tuple[str, ...]:
+        """Names of every IETF-draft policy whose state this answer advertises."""
+        return tuple(dict.fromkeys(s.name for s in self.limits.states if s.source == "RateLimit" and s.name))
+
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"status": self.status, "latency_ms": round(self.latency_ms, 1), "rate_limit": self.limits.to_json()}
+        if exhausted := self.exhausted:
+            data["refused_by" if self.status == 429 else "exhausted_policies"] = list(exhausted)
         if self.error:
             data["error"] = self.error
         if self.excerpt:
@@ -650,17 +680,31 @@ async def single(http: httpx.AsyncClient, spec: RequestSpec, *, timeout_s: float
 
 @dataclass(frozen=True)
 class LimitObservation:
-    """A burst, and for the user/endpoint checks the follow-up request that tells the limits apart."""
+    """A burst, and for the user/endpoint checks the comparison that tells the limits apart.
+
+    ``follow_up``: the other identity's (or endpoint's) requests after the burst's 429, up to
+    :data:`COMPARISONS` of them (each repeated only while it answers 5xx), stopping at a 429.
+    ``control``: then the burst's own request again, up to :data:`CONTROLS` times, stopping at the
+    first that is not refused: a limit that lets it through has refilled, and then the
+    comparison's success may show nothing but that refill.
+    """
 
     wait: Wait
     burst: Burst
     follow_up: tuple[Answer, ...] = ()
     follow_up_request: dict[str, Any] | None = None
+    control: tuple[Answer, ...] = ()
+
+    def comparisons(self) -> tuple[Answer, ...]:
+        """The follow-up answers that count: failed exchanges and 429s, and every answer but 5xx."""
+        return tuple(a for a in self.follow_up if a.status is None or a.status < 500)
 
     def evidence(self) -> dict[str, Any]:
         data: dict[str, Any] = {"waited": self.wait.to_json(), "burst": self.burst.evidence()}
         if self.follow_up_request is not None:
             data["follow_up"] = {**self.follow_up_request, "answers": [a.to_json() for a in self.follow_up]}
+        if self.control:
+            data["control"] = {**self.burst.request, "answers": [a.to_json() for a in self.control]}
         return data
 
 
@@ -673,7 +717,7 @@ def observe_limit(
     cap: int,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> LimitObservation:
-    """Wait for earlier quotas to refill, burst until 429, then (after a 429) send the follow-up once."""
+    """Wait for earlier quotas to refill, burst until 429, then (after a 429) the comparison and the control requests."""
     waited = ledger.wait()
     clock = ledger.clock
     deadline_s = settings.timeout_s * 3  # a slow target ends the burst early (judged as could-not-judge)
@@ -685,10 +729,23 @@ def observe_limit(
                 ledger.note(burst_spec.identity, answer)
             if follow_up is None or result.refused is None:
                 return LimitObservation(waited, result)
-            answers = await single(http, follow_up, timeout_s=settings.timeout_s, clock=clock)
+            # Back to back, no pause anywhere: every moment after the burst's 429 is time for the
+            # first limit to refill, which is what the comparison must not be fooled by.
+            answers: list[Answer] = []
+            for _ in range(COMPARISONS):
+                answers += await single(http, follow_up, timeout_s=settings.timeout_s, clock=clock)
+                if answers[-1].status is None or answers[-1].status == 429 or answers[-1].status >= 500:
+                    break
             for answer in answers:
                 ledger.note(follow_up.identity, answer)
-            return LimitObservation(waited, result, tuple(answers), follow_up.describe())
+            controls: list[Answer] = []
+            if all(a.status is not None and a.status != 429 for a in answers):
+                for _ in range(CONTROLS):
+                    controls.append(await _exchange(http, burst_spec, settings.timeout_s, clock))
+                    ledger.note(burst_spec.identity, controls[-1])
+                    if controls[-1].status != 429:
+                        break
+            return LimitObservation(waited, result, tuple(answers), follow_up.describe(), tuple(controls))
 
     return run(probe())
 
@@ -750,82 +807,243 @@ def judge_ip_limit(observation: LimitObservation) -> Finding:
     return _retry_after(refused, f"429 after {count} unauthenticated requests", observed, "429 with Retry-After", observation.evidence())
 
 
-def judge_user_limit(observation: LimitObservation) -> Finding:
-    """One identity gets 429 while a second identity from the same address still gets through."""
+Sharing = Literal["shared", "separate", "unknown"]
+
+
+@dataclass(frozen=True)
+class PolicyReading:
+    """Whether a policy that refused the burst also counts the comparison request, read from the comparison's answer."""
+
+    name: str
+    sharing: Sharing
+    why: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"policy": self.name, "sharing": self.sharing, "why": self.why}
+
+
+def _quota(name: str, *answers: Answer) -> int | None:
+    for answer in answers:
+        for policy in answer.limits.policies:
+            if policy.name == name and policy.quota is not None:
+                return policy.quota
+    return None
+
+
+def _remaining(answer: Answer | None, name: str) -> int | None:
+    if answer is None:
+        return None
+    return next((s.remaining for s in answer.limits.states if s.source == "RateLimit" and s.name == name), None)
+
+
+def read_policies(refusal: Answer, comparisons: Sequence[Answer], control: Answer | None = None) -> tuple[PolicyReading, ...]:
+    """For each IETF-draft policy that refused the burst (``refusal``, a 429): is it shared with the comparison?
+
+    ``comparisons``: the other side's answers in order (its first requests of the probe);
+    ``control``: the burst's own request right after them. Sound signals only. Shared: a comparison
+    was refused by the policy too, or its n-th answer shows it below ``quota - n`` (a quota of its
+    own would have lost n requests). Separate: the comparisons' answers name their policies and this
+    one is not among them (it does not apply there); or the control finds it more than one below
+    what the last comparison left (one quota only refills between the two, and the control takes
+    one). A comparison that merely sees the policy nearly full proves nothing: a shared quota that
+    refills fast looks just like that.
+    """
+    answered = [a for a in comparisons if a.status is not None]
+    readings = []
+    for name in refusal.exhausted:
+        quota = _quota(name, *answered, refusal)
+        of = f" of {quota}" if quota is not None else ""
+        shared = None
+        for number, answer in enumerate(answered, 1):
+            left = _remaining(answer, name)
+            if answer.status == 429 and name in answer.exhausted:
+                shared = f"{name!r} refused the comparison request too"
+            elif left is not None and (
+                (quota is not None and quota > number and left < quota - number) or (quota is None and number == 1 and left == 0)
+            ):
+                shared = (
+                    f"comparison request {number}, of the first {number} of its kind, left {name!r} at {left}{of}: others had drained it"
+                )
+            if shared:
+                break
+        last = answered[-1] if answered else None
+        left = _remaining(last, name)
+        after = _remaining(control, name)
+        if shared:
+            readings.append(PolicyReading(name, "shared", shared))
+        elif left is not None and after is not None and after < left - 1:
+            why = f"the comparison left {name!r} at {left}{of}, the control right after found it at {after}: two quotas"
+            readings.append(PolicyReading(name, "separate", why))
+        elif left is not None:
+            why = f"{name!r} at {left}{of} after the comparison: a quota of its own, or a shared one that refilled"
+            readings.append(PolicyReading(name, "unknown", why))
+        elif answered and all(a.status != 429 and a.policy_names() for a in answered):
+            names = ", ".join(map(repr, answered[-1].policy_names()))
+            why = f"the comparison's answer advertises {names} but not {name!r}: it does not apply there"
+            readings.append(PolicyReading(name, "separate", why))
+        else:
+            readings.append(PolicyReading(name, "unknown", f"the comparison's answer says nothing about {name!r}"))
+    return tuple(readings)
+
+
+@dataclass(frozen=True)
+class _Wording:
+    """How the user and endpoint checks name their two sides."""
+
+    burst: str  # for a burst without 429
+    first: str
+    second: str
+    observed_first: str
+    observed_second: str
+    expected: str
+    shared: str  # what a shared limit means for this check
+    identity: bool  # a 401/403 on the comparison means it is not a valid identity
+
+
+_USER = _Wording(
+    burst="one identity",
+    first="the first identity",
+    second="a second identity",
+    observed_first="first_identity_429_after",
+    observed_second="second_identity",
+    expected="429 for the first identity (still 429 right after); the second identity, same address, not 429",
+    shared="the limit is per IP, not per user",
+    identity=True,
+)
+_ENDPOINT = _Wording(
+    burst="one endpoint",
+    first="the endpoint",
+    second="the other endpoint",
+    observed_first="endpoint_429_after",
+    observed_second="other_endpoint",
+    expected="429 on the endpoint (still 429 right after); the other endpoint not 429",
+    shared="no endpoint-specific limit, only one shared by the whole address",
+    identity=False,
+)
+
+
+def _names(readings: Iterable[PolicyReading]) -> str:
+    return ", ".join(repr(r.name) for r in readings)
+
+
+def _judge_separation(observation: LimitObservation, w: _Wording) -> Finding:
+    """The burst's 429, the comparison's answers and the controls', judged by policy names first, then by timing.
+
+    Timing alone (no names that decide): every comparison got through and every control was
+    refused. Against one shared bucket that refills evenly, :data:`COMPARISONS` successes need
+    about one refilled token per request, and then the controls, sent as quickly, get tokens too;
+    so a control that got through makes the comparison inconclusive (``error``), never a pass.
+    """
     refused = observation.burst.refused
     if refused is None:
-        return _no_429(observation, "one identity")
+        return _no_429(observation, w.burst)
     evidence = observation.evidence()
     count = observation.burst.requests_to_429
-    expected = "429 for the first identity; the second identity, same address, not 429"
-    second = observation.follow_up[-1] if observation.follow_up else None
-    observed: dict[str, Any] = {"first_identity_429_after": count, "second_identity": second.status if second else None}
+    seconds = observation.comparisons()
+    second = seconds[-1] if seconds else (observation.follow_up[-1] if observation.follow_up else None)
+    controls = observation.control
+    observed: dict[str, Any] = {
+        w.observed_first: count,
+        w.observed_second: [a.status for a in observation.follow_up] if observation.follow_up else None,
+        "control": [a.status for a in controls],
+        "refused_by": list(refused.exhausted),
+    }
     if second is None or second.status is None:
         why = second.error if second is not None else "not sent"
-        return Finding("error", f"the second identity's request failed: {why}", observed, expected, evidence)
+        return Finding("error", f"{w.second}'s request failed: {why}", observed, w.expected, evidence)
+    if w.identity and second.status in (401, 403):
+        return Finding(
+            "error",
+            f"{w.second} was refused with {second.status}: it is not a valid identity (auth.second_token_env)",
+            observed,
+            w.expected,
+            evidence,
+        )
+    if second.status >= 500:
+        return Finding("error", f"{w.second} got {second.status} on every attempt: no verdict", observed, w.expected, evidence)
+    first_control = controls[0] if controls and controls[0].status is not None else None
+    readings = read_policies(refused, seconds, first_control)
+    evidence["policies"] = {"burst_refused_by": list(refused.exhausted), "comparison": [r.to_json() for r in readings]}
+    shared = [r for r in readings if r.sharing == "shared"]
+    separate = [r for r in readings if r.sharing == "separate"]
+    statuses = "/".join(str(a.status) for a in seconds)
+    if readings and len(shared) == len(readings):
+        # Whatever the timing: the quota that stopped the burst also counts the other side's requests.
+        return Finding(
+            "failed",
+            f"{w.first} was refused by policy {_names(shared)} (request {count}) and {w.second} counts against the same quota "
+            f"({'; '.join(r.why for r in shared)}), answered {statuses}: {w.shared}",
+            observed,
+            w.expected,
+            evidence,
+        )
+    if separate and second.status != 429:
+        summary = (
+            f"429 after {count} requests of {w.first} by policy {_names(separate)}, which does not apply to {w.second} "
+            f"(answered {statuses})"
+        )
+        return _retry_after(refused, summary, observed, w.expected, evidence)
+    # The policy names do not decide (none advertised, or the quota looked whole): the timing must.
     if second.status == 429:
+        own, theirs = set(refused.exhausted), set(second.exhausted)
+        if own and theirs and not own <= theirs:
+            return Finding(
+                "error",
+                f"{w.second} was refused by {', '.join(map(repr, sorted(theirs)))}, but {w.first} was also refused by "
+                f"{', '.join(map(repr, sorted(own - theirs)))}: no verdict on the latter",
+                observed,
+                w.expected,
+                evidence,
+            )
         if observation.wait.cut_short:
             return Finding(
                 "error",
-                f"the second identity was refused too, but the wait for earlier bursts was cut to {observation.wait.slept_s:g} s "
+                f"{w.second} was refused too, but the wait for earlier bursts was cut to {observation.wait.slept_s:g} s "
                 f"of {observation.wait.wanted_s:g} s: this may be their residue",
                 observed,
-                expected,
+                w.expected,
                 evidence,
             )
         return Finding(
             "failed",
-            f"after 429 for one identity (request {count}) a second identity was refused as well: the limit is per IP, not per user",
+            f"after 429 for {w.first} (request {count}) {w.second} was refused as well: {w.shared}",
             observed,
-            expected,
+            w.expected,
             evidence,
         )
-    if second.status in (401, 403):
+    if len(seconds) < COMPARISONS:
         return Finding(
             "error",
-            f"the second identity was refused with {second.status}: it is not a valid identity (auth.second_token_env)",
+            f"only {len(seconds)} of {COMPARISONS} comparison requests of {w.second} were answered other than 5xx: no verdict",
             observed,
-            expected,
+            w.expected,
             evidence,
         )
-    if second.status >= 500:
-        return Finding("error", f"the second identity got {second.status} on every attempt: no verdict", observed, expected, evidence)
-    summary = f"429 after {count} requests of one identity while a second identity got {second.status}"
-    return _retry_after(refused, summary, observed, expected, evidence)
+    lifted = next((c for c in controls if c.status != 429), None)
+    if lifted is not None and lifted.status is None:
+        return Finding("error", f"the control request ({w.first} again) failed: {lifted.error}", observed, w.expected, evidence)
+    if lifted is not None or len(controls) < CONTROLS:
+        got = lifted.status if lifted is not None else "nothing"
+        return Finding(
+            "error",
+            f"inconclusive: the first limit lifted within the comparison: {w.first} got {got} right after {w.second}'s "
+            f"{statuses}, so those may only show a refill, not a separate limit",
+            observed,
+            w.expected,
+            evidence,
+        )
+    summary = (
+        f"429 after {count} requests of {w.first} while {w.second} got {statuses} and {w.first} was still refused "
+        f"{len(controls)} times right after"
+    )
+    return _retry_after(refused, summary, observed, w.expected, evidence)
+
+
+def judge_user_limit(observation: LimitObservation) -> Finding:
+    """One identity gets 429 while a second identity from the same address still gets through, and the first is still refused."""
+    return _judge_separation(observation, _USER)
 
 
 def judge_endpoint_limit(observation: LimitObservation) -> Finding:
     """The limited endpoint gets 429 while another endpoint, same address and a valid token, still answers."""
-    refused = observation.burst.refused
-    if refused is None:
-        return _no_429(observation, "one endpoint")
-    evidence = observation.evidence()
-    count = observation.burst.requests_to_429
-    expected = "429 on the endpoint; the other endpoint not 429"
-    other = observation.follow_up[-1] if observation.follow_up else None
-    observed: dict[str, Any] = {"endpoint_429_after": count, "other_endpoint": other.status if other else None}
-    if other is None or other.status is None:
-        why = other.error if other is not None else "not sent"
-        return Finding("error", f"the other endpoint's request failed: {why}", observed, expected, evidence)
-    if other.status == 429:
-        if observation.wait.cut_short:
-            return Finding(
-                "error",
-                f"the other endpoint was refused too, but the wait for earlier bursts was cut to {observation.wait.slept_s:g} s "
-                f"of {observation.wait.wanted_s:g} s: this may be their residue",
-                observed,
-                expected,
-                evidence,
-            )
-        return Finding(
-            "failed",
-            f"after 429 on the endpoint (request {count}) the other endpoint was refused as well: no endpoint-specific limit, "
-            "only one shared by the whole address",
-            observed,
-            expected,
-            evidence,
-        )
-    if other.status >= 500:
-        return Finding("error", f"the other endpoint answered {other.status} on every attempt: no verdict", observed, expected, evidence)
-    summary = f"429 on the endpoint after {count} requests while the other endpoint answered {other.status}"
-    return _retry_after(refused, summary, observed, expected, evidence)
+    return _judge_separation(observation, _ENDPOINT)

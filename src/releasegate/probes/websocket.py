@@ -1,10 +1,12 @@
 """WebSocket family: the opening handshake and the limits behind it, probed the way a client meets them.
 
-    security.websocket.auth              no credentials, an invalid token -> refused before 101; the valid token -> 101
-    security.websocket.origin            valid token + a foreign Origin -> refused; valid token, no Origin -> 101
+    security.websocket.auth              no credentials, an invalid token (header, and as the browser sends it: subprotocol
+                                         "bearer, <token>") -> refused before 101; the valid token -> 101 (both ways)
+    security.websocket.origin            valid token + a foreign Origin (or ``Origin: null``) -> refused; no Origin -> 101
     security.websocket.tls               the same path over plaintext ws:// never gets 101 (nor a 401 challenge)
     security.websocket.message_size      a text message of limit + 1 bytes -> the server closes with 1009
-    security.websocket.connection_limit  the (cap + 1)-th connection of one user is refused
+    security.websocket.connection_limit  the (cap + 1)-th connection of one user is refused (or closed with 1008/1013),
+                                         and the first cap connections are all still open afterwards
 
 Each check has a control: the valid token must be accepted, or a refusal proves nothing (the gate's own
 token may be stale) and the check is ``error``. I/O is the thin :func:`_open` adapter over the
@@ -20,16 +22,17 @@ The judge functions are pure: observations in, one :class:`Finding` out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
-from websockets.typing import Origin
+from websockets.typing import Origin, Subprotocol
 
 from releasegate._exceptions import ProbeError, ProbeTimeout
 from releasegate.config import Gates, LoadedTarget, Target
@@ -45,7 +48,14 @@ AUTH_REFUSALS = (401, 403)
 ORIGIN_REFUSALS = (403,)
 # Statuses that say "too many connections"; a 401 or a 5xx on the extra connection is not a cap.
 CAP_REFUSALS = (403, 429, 503)
-# A server may enforce a limit by accepting and closing at once; this long is "at once".
+# Close codes that say "limit" when a server enforces the cap by accepting and closing the extra
+# connection: policy violation, try again later (RFC 6455 §7.4.1), and the application range 4000-4999
+# (noted). 1000/1001 are what an idle or shutting-down server sends: never proof of a cap.
+CAP_CLOSE_CODES = (1008, 1013)
+APPLICATION_CLOSE_CODES = range(4000, 5000)
+NORMAL_CLOSE_CODES = (1000, 1001)
+# After the server answered the oversized message instead of closing, a close may still follow:
+# this long (the close decides the message-size check, so an answer only shortens the wait).
 CLOSE_GRACE_S = 0.5
 # Each check's probe as a whole may take this many probe timeouts (several handshakes, a close)...
 BUDGET_FACTOR = 3
@@ -53,12 +63,16 @@ BUDGET_FACTOR = 3
 PER_CONNECTION_S = 0.25
 # A "limit + 1" message above this is not sent: the probe must stay bounded whatever the target claims.
 MAX_PROBE_MESSAGE_BYTES = 16 * 1024 * 1024
-# Early refusals within the cap are retried this often, CLOSE_GRACE_S / 5 apart: a connection this
-# family closed a moment ago may still count on the server until its handler has finished.
-CAP_RETRIES = 3
+# Early refusals within the cap are retried after these pauses (1.5 s in all): a connection this family
+# closed a moment ago may still count on the server until its handler has finished, longer under load.
+CAP_RETRY_DELAYS_S = (0.1, 0.2, 0.4, 0.8)
+CAP_RETRIES = len(CAP_RETRY_DELAYS_S)
 EVIDENCE_HEADERS = ("www-authenticate", "location", "retry-after", "content-type", "sec-websocket-protocol", "sec-websocket-extensions")
 EVIDENCE_TEXT_CHARS = 200
 REDACTED = "[redacted]"
+BEARER_SUBPROTOCOL = "bearer"
+# What a browser sends from a sandboxed iframe, a data: or file: URL, or after a cross-origin redirect.
+NULL_ORIGIN = "null"
 
 
 # --------------------------------------------------------------------------- observations
@@ -130,18 +144,38 @@ class MessageSizeObservation:
         }
 
 
+HeldState = Literal["open", "closed", "silent"]
+
+
+@dataclass(frozen=True)
+class Held:
+    """One of the first ``cap`` connections, checked after the extra one's outcome: pong, close, or nothing."""
+
+    number: int
+    state: HeldState
+    close_code: int | None = None  # "closed": the server's code (1006: no close frame)
+
+    def describe(self) -> str:
+        if self.state == "closed":
+            return f"connection {self.number}: closed {self.close_code}"
+        return f"connection {self.number}: {'no pong' if self.state == 'silent' else 'open'}"
+
+
 @dataclass(frozen=True)
 class ConnectionLimitObservation:
     """Connections of one user opened in order until one was refused or ``cap + 1`` were accepted.
 
-    ``extra_close_code``: the server closed the accepted (cap + 1)-th connection within
-    :data:`CLOSE_GRACE_S` (enforcement by accept-then-close), with that code (1006: no close frame).
+    ``extra_close_code``: the server closed the accepted (cap + 1)-th connection within the probe
+    timeout (enforcement by accept-then-close), with that code (1006: no close frame).
+    ``held``: after the extra connection's outcome, whether each of the first ``cap`` is still open
+    (a ping answered); empty when the probe stopped before connection ``cap + 1``.
     """
 
     cap: int
     attempts: tuple[Handshake, ...]
     extra_close_code: int | None = None
     retries: int = 0
+    held: tuple[Held, ...] = ()
 
     @property
     def opened(self) -> int:
@@ -153,6 +187,8 @@ class ConnectionLimitObservation:
             "statuses": [attempt.status for attempt in self.attempts],
             "retries": self.retries,
             "extra_close_code": self.extra_close_code,
+            "held_open": sum(1 for h in self.held if h.state == "open"),
+            "held_lost": [h.describe() for h in self.held if h.state != "open"][:10],
         }
         if self.attempts:
             record["last"] = self.attempts[-1].evidence()
@@ -166,11 +202,26 @@ def _labels(attempts: Iterable[Handshake]) -> str:
     return "; ".join(f"{a.label}: {a.status if a.status is not None else a.problem}" for a in attempts)
 
 
-def _judge_refusals(must_refuse: Sequence[Handshake], control: Handshake, *, refusals: tuple[int, ...], subject: str) -> Finding:
-    """Every attempt in ``must_refuse`` refused before 101, and the ``control`` accepted."""
-    observed = {a.label: a.describe() for a in (*must_refuse, control)}
+def _judge_refusals(
+    must_refuse: Sequence[Handshake],
+    control: Handshake,
+    *,
+    refusals: tuple[int, ...],
+    subject: str,
+    shown: Sequence[Handshake] = (),
+    expected_shown: str = "",
+    note: str = "",
+) -> Finding:
+    """Every attempt in ``must_refuse`` refused before 101, and the ``control`` accepted.
+
+    ``shown``: further attempts kept in observed/evidence that decide nothing here (their
+    ``expected_shown`` says why); ``note`` ends a passing summary.
+    """
+    everything = (*must_refuse, control, *shown)
+    observed = {a.label: a.describe() for a in everything}
     expected = {a.label: "refused: " + " or ".join(map(str, refusals)) for a in must_refuse} | {control.label: "101 (accepted)"}
-    evidence = {"attempts": [a.evidence() for a in (*must_refuse, control)]}
+    expected |= {a.label: expected_shown for a in shown}
+    evidence = {"attempts": [a.evidence() for a in everything]}
     accepted = [a for a in must_refuse if a.accepted]
     if accepted:
         # Proof whatever the control says: the upgrade got through without what it needs.
@@ -188,14 +239,41 @@ def _judge_refusals(must_refuse: Sequence[Handshake], control: Handshake, *, ref
     if unanswered:
         return Finding("error", f"{subject}: no HTTP answer to {_labels(unanswered)}", observed, expected, evidence)
     unusual = [a for a in must_refuse if a.status not in refusals]
-    note = f"; note: refused with an unusual status: {_labels(unusual)}" if unusual else ""
+    note = (f"; note: refused with an unusual status: {_labels(unusual)}" if unusual else "") + note
     refused = ", ".join(f"{a.label} ({a.status})" for a in must_refuse)
     return Finding("passed", f"{subject}: refused {refused}; accepted {control.label}{note}", observed, expected, evidence)
 
 
-def judge_auth(anonymous: Handshake, invalid: Handshake, valid: Handshake) -> Finding:
-    """security.websocket.auth: no credentials and an invalid token refused (401/403), the valid token accepted."""
-    return _judge_refusals((anonymous, invalid), valid, refusals=AUTH_REFUSALS, subject="WebSocket auth")
+def judge_auth(anonymous: Handshake, invalid: Handshake, valid: Handshake, browser: tuple[Handshake, Handshake] | None = None) -> Finding:
+    """security.websocket.auth: no credentials and an invalid token refused (401/403), the valid token accepted.
+
+    ``browser``: the same invalid and valid tokens sent the way a browser must send them, as the
+    subprotocol list ``bearer, <token>``. The invalid one must be refused too, its refusal counting
+    only when the valid one is accepted that way: a target without subprotocol auth refuses both,
+    and then that half is skipped with a note (an accepted invalid token fails whatever the control).
+    """
+    if browser is None:
+        return _judge_refusals((anonymous, invalid), valid, refusals=AUTH_REFUSALS, subject="WebSocket auth")
+    tampered, token = browser
+    if token.accepted or tampered.accepted:
+        return _judge_refusals(
+            (anonymous, invalid, tampered),
+            valid,
+            refusals=AUTH_REFUSALS,
+            subject="WebSocket auth",
+            shown=(token,),
+            expected_shown="101 (accepted), or subprotocol auth unsupported (that half skipped)",
+            note="" if token.accepted else f"; {token.label} was not accepted either ({token.describe()})",
+        )
+    return _judge_refusals(
+        (anonymous, invalid),
+        valid,
+        refusals=AUTH_REFUSALS,
+        subject="WebSocket auth",
+        shown=(tampered, token),
+        expected_shown="not judged: the valid token via subprotocol was refused (no subprotocol auth)",
+        note=f"; subprotocol auth not judged: {token.label} was {token.describe()}, the target seems not to support it",
+    )
 
 
 def judge_origin(foreign: Sequence[Handshake], control: Handshake) -> Finding:
@@ -292,10 +370,23 @@ def judge_message_size(observation: MessageSizeObservation, *, limit: int) -> Fi
     )
 
 
+def _cap_close(code: int) -> bool:
+    return code in CAP_CLOSE_CODES or code in APPLICATION_CLOSE_CODES
+
+
 def judge_connection_limit(observation: ConnectionLimitObservation) -> Finding:
-    """security.websocket.connection_limit: ``cap`` connections of one user accepted, the next one refused."""
+    """security.websocket.connection_limit: ``cap`` connections of one user accepted and kept, the next one refused.
+
+    Refused means an HTTP refusal (403/429/503) or an accept closed by the server with 1008/1013
+    (or an application code). Either counts only if the first ``cap`` connections are all still
+    open afterwards: a server that closes connections on its own (idle timeout, or evicting the
+    oldest) makes any outcome of connection ``cap + 1`` say nothing about a per-user cap.
+    """
     cap = observation.cap
-    expected = f"{cap} connections accepted, connection {cap + 1} refused ({'/'.join(map(str, CAP_REFUSALS))}) or closed at once"
+    expected = (
+        f"{cap} connections accepted and still open; connection {cap + 1} refused ({'/'.join(map(str, CAP_REFUSALS))}) "
+        f"or closed by the server with {'/'.join(map(str, CAP_CLOSE_CODES))}"
+    )
     evidence = observation.evidence()
     attempts = observation.attempts
     if not attempts:
@@ -322,24 +413,66 @@ def judge_connection_limit(observation: ConnectionLimitObservation) -> Finding:
             expected,
             evidence,
         )
-    observed = f"{observation.opened} accepted; connection {number}: {last.describe()}"
+    code = observation.extra_close_code
+    observed = f"{observation.opened} accepted; connection {number}: {last.describe()}" + (f", closed {code}" if code is not None else "")
+    if len(observation.held) != cap:
+        return Finding(
+            "error", f"cannot judge: the first {cap} connections were not checked after connection {number}", observed, expected, evidence
+        )
+    lost = [h for h in observation.held if h.state != "open"]
+    if lost:
+        return Finding(
+            "error",
+            f"cannot judge: {len(lost)} of the first {cap} connections did not stay open after connection {number} "
+            f"({'; '.join(h.describe() for h in lost[:5])}): the server ends connections on its own (an idle timeout, or "
+            f"evicting the oldest), so connection {number}'s outcome ({last.describe()}) does not show a per-user cap",
+            observed + f"; {len(lost)} of the first {cap} lost",
+            expected,
+            evidence,
+        )
     if last.accepted:
-        if observation.extra_close_code is not None:
+        if code is None:
             return Finding(
-                "passed",
-                f"connection {number} was accepted and closed at once ({observation.extra_close_code}): at most {cap} stay open",
-                observed + f", closed {observation.extra_close_code}",
+                "failed",
+                f"all {number} connections of one user were accepted and stayed open; the cap of {cap} is not enforced",
+                observed,
                 expected,
                 evidence,
             )
+        if code in NORMAL_CLOSE_CODES:
+            return Finding(
+                "failed",
+                f"connection {number} was accepted, then closed with {code} (a normal close, not a limit: refuse the upgrade "
+                f"with 429 or close with 1008/1013); the cap of {cap} is not shown to be enforced",
+                observed,
+                expected,
+                evidence,
+            )
+        if not _cap_close(code):
+            return Finding(
+                "error",
+                f"cannot judge: connection {number} was accepted, then closed with {code}, which does not say 'too many connections'",
+                observed,
+                expected,
+                evidence,
+            )
+        note = f" (application close code {code}, read as the cap)" if code in APPLICATION_CLOSE_CODES else ""
         return Finding(
-            "failed", f"all {number} connections of one user were accepted; the cap of {cap} is not enforced", observed, expected, evidence
+            "passed",
+            f"connection {number} was accepted and closed by the server with {code} while the first {cap} stayed open{note}",
+            observed,
+            expected,
+            evidence,
         )
     if last.status is None:
         return Finding("error", f"connection {number} got no answer: {last.problem}", observed, expected, evidence)
     if last.status in CAP_REFUSALS:
         return Finding(
-            "passed", f"{cap} connections accepted, connection {number} refused with {last.status}", observed, expected, evidence
+            "passed",
+            f"{cap} connections accepted and still open, connection {number} refused with {last.status}",
+            observed,
+            expected,
+            evidence,
         )
     return Finding(
         "error",
@@ -420,7 +553,13 @@ def _headers(raw: Any, secrets: Sequence[str]) -> dict[str, str]:
 
 
 async def _open(
-    url: str, settings: WsSettings, *, label: str, headers: Mapping[str, str] | None = None, origin: str | None = None
+    url: str,
+    settings: WsSettings,
+    *,
+    label: str,
+    headers: Mapping[str, str] | None = None,
+    origin: str | None = None,
+    subprotocols: Sequence[str] | None = None,
 ) -> tuple[Handshake, ClientConnection | None]:
     """One opening handshake; the connection when it was accepted (the caller closes it)."""
     started = time.perf_counter()
@@ -434,6 +573,7 @@ async def _open(
             ssl=settings.ssl if url.startswith("wss:") else None,
             origin=Origin(origin) if origin is not None else None,
             additional_headers=dict(headers) if headers else None,
+            subprotocols=[Subprotocol(p) for p in subprotocols] if subprotocols else None,
             compression=None,  # sizes are judged on the wire as sent; no permessage-deflate
             proxy=None,  # never through an environment proxy: the probe talks to the target itself
             user_agent_header=USER_AGENT,
@@ -525,19 +665,33 @@ def check_auth(url: str, settings: WsSettings) -> Finding:
     """Probe and judge security.websocket.auth at ``url``."""
     token = _need_token(settings)
 
-    async def probe() -> tuple[Handshake, Handshake, Handshake]:
+    async def probe() -> tuple[Handshake, Handshake, Handshake, tuple[Handshake, Handshake]]:
         anonymous = await _attempt(url, settings, label="no credentials")
         invalid = await _attempt(url, settings, label="invalid token (signature replaced)", headers=bearer(invalid_token(token)))
         valid = await _attempt(url, settings, label="valid token", headers=bearer(token))
-        return anonymous, invalid, valid
+        # Browsers cannot set Authorization on a WebSocket: the token travels as a subprotocol instead.
+        tampered = await _attempt(
+            url, settings, label="invalid token via subprotocol (bearer, <token>)", subprotocols=browser_subprotocols(invalid_token(token))
+        )
+        accepted = await _attempt(url, settings, label="valid token via subprotocol", subprotocols=browser_subprotocols(token))
+        return anonymous, invalid, valid, (tampered, accepted)
 
     return _concluded(probe, lambda seen: judge_auth(*seen), settings, url)
 
 
+def browser_subprotocols(token: str) -> tuple[str, str]:
+    """``Sec-WebSocket-Protocol: bearer, <token>``: how a browser client hands its token to the upgrade."""
+    return (BEARER_SUBPROTOCOL, token)
+
+
 def foreign_origins(url: str) -> tuple[str, ...]:
-    """An unrelated site, and one whose name begins with the target's own host (it catches prefix matching)."""
+    """An unrelated site, one whose name begins with the target's own host (it catches prefix matching), and ``null``.
+
+    ``null`` is the opaque origin (sandboxed iframes, data: and file: pages): an allow-list that
+    lets it through, or that parses it leniently, lets any such page in.
+    """
     host = urlsplit(url).hostname or "localhost"
-    return FOREIGN_ORIGIN, f"https://{host}.evil.example.test"
+    return FOREIGN_ORIGIN, f"https://{host}.evil.example.test", NULL_ORIGIN
 
 
 def check_origin(url: str, settings: WsSettings) -> Finding:
@@ -633,7 +787,11 @@ async def _oversized(connection: ClientConnection, handshake: Handshake, size: i
 
 
 def check_connection_limit(url: str, cap: int, settings: WsSettings) -> Finding:
-    """Probe and judge security.websocket.connection_limit: open up to ``cap + 1`` connections of one user."""
+    """Probe and judge security.websocket.connection_limit: open up to ``cap + 1`` connections of one user.
+
+    Every wait is for an event (an answer, a close frame, a pong) bounded by the probe timeout,
+    never a short fixed window: a server slowed by load must not look like one without a cap.
+    """
     token = _need_token(settings)
 
     async def probe() -> ConnectionLimitObservation:
@@ -647,21 +805,30 @@ def check_connection_limit(url: str, cap: int, settings: WsSettings) -> Finding:
                 )
                 within = len(attempts) < cap
                 if within and handshake.status in CAP_REFUSALS and retries < CAP_RETRIES:
+                    await asyncio.sleep(CAP_RETRY_DELAYS_S[retries])
                     retries += 1
-                    await asyncio.sleep(CLOSE_GRACE_S / 5)
                     continue
                 attempts.append(handshake)
                 if connection is None:
                     break
                 opened.append(connection)
+            if len(attempts) <= cap:
+                return ConnectionLimitObservation(cap=cap, attempts=tuple(attempts), retries=retries)
             extra_close = None
-            if len(attempts) == cap + 1 and attempts[-1].accepted:
-                extra_close = await _closed_within(opened[-1], min(CLOSE_GRACE_S, settings.timeout_s))
-            return ConnectionLimitObservation(cap=cap, attempts=tuple(attempts), extra_close_code=extra_close, retries=retries)
+            if attempts[-1].accepted:
+                # A server enforcing the cap by accept-then-close sends its close frame at once; one
+                # without a cap sends nothing, and only that case waits the whole timeout.
+                extra_close = await _closed_within(opened[-1], settings.timeout_s)
+            # Only now, after the extra connection's outcome: are the first `cap` all still open?
+            held = await asyncio.gather(*(_held(i, c, settings.timeout_s) for i, c in enumerate(opened[:cap], 1)))
+            return ConnectionLimitObservation(
+                cap=cap, attempts=tuple(attempts), extra_close_code=extra_close, retries=retries, held=tuple(held)
+            )
         finally:
             await _close_all(opened)
 
-    return _concluded(probe, judge_connection_limit, settings, url, extra_s=(cap + 1 + CAP_RETRIES) * PER_CONNECTION_S)
+    extra_s = (cap + 1) * PER_CONNECTION_S + sum(CAP_RETRY_DELAYS_S) + 2 * settings.timeout_s  # the close wait, the pings
+    return _concluded(probe, judge_connection_limit, settings, url, extra_s=extra_s)
 
 
 async def _closed_within(connection: ClientConnection, seconds: float) -> int | None:
@@ -674,3 +841,27 @@ async def _closed_within(connection: ClientConnection, seconds: float) -> int | 
         return None
     except ConnectionClosed as exc:
         return exc.rcvd.code if exc.rcvd is not None else 1006
+
+
+async def _held(number: int, connection: ClientConnection, timeout_s: float) -> Held:
+    """Whether ``connection`` is still open: a ping answered within ``timeout_s`` (frames meanwhile are read and dropped)."""
+
+    async def drain() -> None:
+        # The pong is only read if the frames ahead of it are: with a full queue the client stops reading.
+        with contextlib.suppress(ConnectionClosed):
+            async for _ in connection:
+                pass
+
+    reader = asyncio.create_task(drain())
+    try:
+        async with asyncio.timeout(timeout_s):
+            pong = await connection.ping()
+            await pong
+        return Held(number, "open")
+    except TimeoutError:
+        return Held(number, "silent")
+    except ConnectionClosed as exc:
+        return Held(number, "closed", exc.rcvd.code if exc.rcvd is not None else 1006)
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
