@@ -92,6 +92,7 @@ class StageRun:
     decision: str
     checks: dict[str, tuple[str, float]]  # id -> (outcome, duration_s)
     waits: dict[str, float]  # id -> seconds a rate-limit check slept for quotas to refill (evidence "waited")
+    errors: dict[str, str]  # id -> summary, for checks that could not judge (outcome error)
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,8 @@ def time_stage(target: Path, gates: Path) -> StageRun:
         verdict = json.loads(verdict_path.read_text(encoding="utf-8"))
     checks = {c["id"]: (str(c["outcome"]), float(c["duration_s"] or 0.0)) for c in verdict["checks"]}
     waits = {c["id"]: slept for c in verdict["checks"] if (slept := _slept(c.get("evidence"))) is not None}
-    return StageRun(wall_s=wall, exit_code=code, decision=str(verdict["decision"]), checks=checks, waits=waits)
+    errors = {c["id"]: str(c.get("summary", "")) for c in verdict["checks"] if c["outcome"] == "error"}
+    return StageRun(wall_s=wall, exit_code=code, decision=str(verdict["decision"]), checks=checks, waits=waits, errors=errors)
 
 
 def _slept(evidence: Any) -> float | None:
@@ -206,7 +208,10 @@ def testssl_env() -> dict[str, str]:
 def run_bounded(cmd: Sequence[str], *, log: Path, timeout_s: float, env: dict[str, str]) -> int | None:
     """Run ``cmd`` in its own process group, output to ``log``; kill the whole group at the timeout (None)."""
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        # cwd: testssl may write there, and reports the git commit of its cwd in its version.
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=log.parent, start_new_session=True
+        )
         try:
             return proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -231,7 +236,9 @@ def parse_testssl(document: dict[str, Any]) -> tuple[tuple[Finding, ...], str]:
             for entry in entries:
                 if isinstance(entry, dict) and "id" in entry:
                     findings.append(Finding(section, str(entry["id"]), str(entry.get("severity", "")), str(entry.get("finding", ""))))
-    version = f"testssl.sh {document.get('version', '?').strip()} with {document.get('openssl', '?').strip()}"
+    # "version" is "3.0.8 <git commit of the cwd> from <date>": keep the release only.
+    release = (str(document.get("version", "?")).split() or ["?"])[0]
+    version = f"testssl.sh {release} with {str(document.get('openssl', '?')).strip()}"
     return tuple(findings), version
 
 
@@ -317,7 +324,9 @@ class Row:
     rule: bool  # MEDIUM+ in a rule family
 
 
-def compare(result: ConfigResult, findings: Iterable[Finding]) -> list[Row]:
+def compare(result: ConfigResult, findings: Iterable[Finding], baseline: tuple[ConfigResult, Sequence[Finding]] | None = None) -> list[Row]:
+    """Rows for every finding rated LOW or worse (or WARN). ``baseline`` is the healthy configuration: a check
+    that fails here for the fault but passed on healthy despite the same finding did not agree with the finding."""
     rows = []
     for finding in findings:
         rank = SEVERITY_RANK.get(finding.severity, 0)
@@ -325,7 +334,17 @@ def compare(result: ConfigResult, findings: Iterable[Finding]) -> list[Row]:
             continue
         family, check = family_of(finding)
         outcome = result.outcome(check) if check else "—"
-        agree = "n/a" if check is None else ("yes" if outcome in NON_PASS else "no")
+        if check is None:
+            agree = "n/a"
+        elif finding.severity == "WARN":
+            agree = "n/a (testssl could not test)"
+        else:
+            agree = "yes" if outcome in NON_PASS else "no"
+        if agree == "yes" and check is not None and baseline is not None and baseline[0] is not result:
+            healthy, healthy_findings = baseline
+            same = any(f.id == finding.id and f.severity == finding.severity for f in healthy_findings)
+            if same and healthy.outcome(check) not in NON_PASS:
+                agree, outcome = "no", f"{outcome} (for the fault; passed on healthy with the same finding)"
         rows.append(Row(finding, family, check, outcome, agree, rank >= 2 and family in RULE_FAMILIES))
     return sorted(rows, key=lambda r: (-SEVERITY_RANK.get(r.finding.severity, 0), r.finding.section, r.finding.id))
 
@@ -368,9 +387,11 @@ def machine() -> list[tuple[str, str]]:
         if pretty:
             os_name = f"{pretty.group(1)} (kernel {platform.release()})"
     commit = _cmd(["git", "rev-parse", "--short=12", "HEAD"]) or "?"
-    dirty = [line[3:] for line in _cmd(["git", "status", "--porcelain", "--untracked-files=no"]).splitlines()]
+    status = _cmd(["git", "status", "--porcelain", "--untracked-files=no"])
+    dirty = [line.split(maxsplit=1)[1] for line in status.splitlines() if line.strip()]
     if dirty:
-        commit += f" + uncommitted changes to {', '.join(dirty)}"
+        shown = ", ".join(dirty[:6]) + (", …" if len(dirty) > 6 else "")
+        commit += f" + uncommitted changes to {len(dirty)} tracked files ({shown})"
     versions = []
     for dist in ("releasegate", "sslyze", "pytest"):
         with contextlib.suppress(Exception):
@@ -381,6 +402,7 @@ def machine() -> list[tuple[str, str]]:
         ("date (UTC)", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M")),
         ("git commit", commit),
         ("CPUs (nproc)", f"{len(os.sched_getaffinity(0))} of {os.cpu_count()} · {cpu}"),
+        ("load average (1 min) at the end", f"{os.getloadavg()[0]:.2f} (other work on the machine adds noise)"),
         ("Python", f"{platform.python_implementation()} {platform.python_version()}"),
         ("OS", os_name),
         ("packages", ", ".join(versions)),
@@ -418,6 +440,17 @@ def render(results: Sequence[ConfigResult], *, runs: int, cold_s: float | None, 
             f"| {r.name} | {n_checks} | {', '.join(decisions)} | **{fmt(statistics.median(r.walls))}** | {fmt(min(r.walls))} | "
             f"{fmt(max(r.walls))} | {top_text} |"
         )
+    unexpected = [
+        (r.name, index, run)
+        for r in results
+        for index, run in enumerate(r.runs, 1)
+        if run.decision != ("pass" if not r.faults else "rollback") or run.errors
+    ]
+    if unexpected:
+        w("\n**Unexpected outcomes** (healthy should pass and each fault roll back, with no check unable to judge):\n")
+        for name, index, run in unexpected:
+            errors = "; ".join(f"{i} error: {summary[:200]}" for i, summary in run.errors.items()) or "no check errored"
+            w(f"- {name}, run {index}: {run.decision} (exit {run.exit_code}) — {errors}")
     if cold_s is not None:
         w(f"\nThe untimed warm-up (first run in the process: imports of pytest, sslyze, httpx, ...) took {fmt(cold_s)} s;")
         w("a CI job pays that once, in a fresh process.")
@@ -434,13 +467,13 @@ def render(results: Sequence[ConfigResult], *, runs: int, cold_s: float | None, 
     w(f"### Goal: {'met' if met else 'NOT met'} ({fmt(stage)} s median on {healthy.name}, goal {GOAL_S:.1f} s)\n")
     w(f"Where the {fmt(stage)} s go ({healthy.name}, sums of per-check medians from `verdict.json` `duration_s`):\n")
     w("| part | s | share |\n|---|---|---|")
-    for label, value in (
+    for label, part_s in (
         ("rate-limit checks (`security.rate_limit.*`: bursts, then waits for the quotas to refill)", rate),
         ("TLS checks (`security.tls.*`: one sslyze scan, charged to the first TLS check)", tls),
         (f"the other {len(medians) - sum(1 for i in medians if i.startswith(('security.rate_limit.', 'security.tls.')))} checks", rest),
         ("harness (pytest session, collection, fixtures, reports): wall minus the checks", overhead),
     ):
-        w(f"| {label} | {fmt(value)} | {100 * value / stage:.0f} % |")
+        w(f"| {label} | {fmt(part_s)} | {100 * part_s / stage:.0f} % |")
     waits = healthy.wait_medians()
     if waits:
         slept = sum(waits.values())
@@ -496,12 +529,14 @@ def render(results: Sequence[ConfigResult], *, runs: int, cold_s: float | None, 
         w("`error`). Cipher, vulnerability and header findings are compared the same way but are outside the rule; LOW")
         w("rows are context.\n")
         rule_total = rule_agree = 0
-        disagreements: list[tuple[str, Row]] = []
+        disagreements: dict[tuple[str, str, str | None], list[tuple[str, Row]]] = {}
+        healthy_result = next((r for r in results if r.name == "healthy" and r.testssl), None)
+        baseline = (healthy_result, healthy_result.testssl[-1].findings) if healthy_result else None
         stricter: list[tuple[str, str, str, str]] = []
         for r in results:
             if not r.testssl:
                 continue
-            rows = compare(r, r.testssl[-1].findings)
+            rows = compare(r, r.testssl[-1].findings, baseline)
             w(f"### {r.name}\n")
             if not rows:
                 w("testssl rated nothing LOW or worse.\n")
@@ -520,7 +555,7 @@ def render(results: Sequence[ConfigResult], *, runs: int, cold_s: float | None, 
                         rule_total += 1
                         rule_agree += row.agree == "yes"
                     if row.agree != "yes" and SEVERITY_RANK.get(row.finding.severity, 0) >= 2:
-                        disagreements.append((r.name, row))
+                        disagreements.setdefault((row.finding.base_id, row.finding.severity, row.check), []).append((r.name, row))
                 w("")
             for check_id, outcome, worst in stricter_here(r, rows):
                 stricter.append((r.name, check_id, outcome, worst))
@@ -528,10 +563,13 @@ def render(results: Sequence[ConfigResult], *, runs: int, cold_s: float | None, 
         w(f"Rule rows: **{rule_agree} of {rule_total} agree**.\n")
         if disagreements:
             w("testssl rated MEDIUM or worse, releasegate did not flag it (or has no check for it):\n")
-            for name, row in disagreements:
-                why = ANALYSES.get(row.finding.base_id, "no analysis recorded yet: investigate.")
-                rule = " (rule)" if row.rule else ""
-                w(f"- {name}: `{row.finding.id}` {row.finding.severity}{rule}, {row.check or 'no check'} {row.outcome}: {why}")
+            for (base_id, severity, check), seen in disagreements.items():
+                why = ANALYSES.get(base_id, "no analysis recorded yet: investigate.")
+                rule = " (rule)" if seen[0][1].rule else ""
+                where = "; ".join(
+                    f"{name}: {row.outcome}" + (f" ({row.finding.id})" if row.finding.id != base_id else "") for name, row in seen
+                )
+                w(f"- `{base_id}` {severity}{rule} vs {check or 'no check'} — {where}. {why}")
             w("")
         if stricter:
             w("releasegate did not pass, testssl rated it below MEDIUM (we are stricter; not a rule violation):\n")
