@@ -654,3 +654,21 @@ def test_security_findings_are_written_as_sarif(gate) -> None:  # type: ignore[n
 def test_a_stage_without_security_checks_writes_no_sarif(gate) -> None:  # type: ignore[no-untyped-def]
     result = gate(ALL_PASS)
     assert result.ret == 0 and not (result.report_dir / "security.sarif").exists()
+
+
+def test_measure_turns_a_probe_that_could_not_measure_into_an_error(gate) -> None:  # type: ignore[no-untyped-def]
+    result = gate(
+        """
+        from releasegate._exceptions import ProbeTimeout
+
+        @pytest.mark.check("health.liveness")
+        def test_live(check):
+            def probe():
+                raise ProbeTimeout("no complete answer within 1 s", url="https://x.test/healthz")
+            check.measure(probe)
+            check.conclude(Finding("passed", "never reached"))
+        """
+    )
+    assert result.ret == 2, result.stdout
+    [row] = result.verdict["checks"]
+    assert row["outcome"] == "error" and row["evidence"] == {"url": "https://x.test/healthz"}

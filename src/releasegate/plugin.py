@@ -16,11 +16,11 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, TypeVar
 
 import pytest
 
@@ -39,6 +39,7 @@ from releasegate.report.terminal import DECISION_MARKUP, decision_lines, progres
 from releasegate.report.verdict import RunFacts, verdict_document
 from releasegate.results import STAGES, CheckResult, Decision, ExitCode, Finding, Outcome, Severity, Stage
 
+T = TypeVar("T")
 MAX_PROPERTY_CHARS = 8000
 # Past the deadline a running check gets one probe timeout plus this before the run is ended.
 WATCHDOG_GRACE_S = 5.0
@@ -353,6 +354,14 @@ class CheckRecorder:
     @property
     def id(self) -> str:
         return self._item.stash[_SPEC_KEY].id
+
+    def measure(self, probe: Callable[[], T]) -> T:
+        """``probe()``'s result; when it could not measure (ProbeError), conclude ``error``, which raises."""
+        try:
+            return probe()
+        except ProbeError as exc:
+            self.conclude(Finding("error", str(exc), observed=type(exc).__name__, evidence={"url": exc.url}))
+            raise  # not reached: an error finding raises
 
     def conclude(self, finding: Finding) -> None:
         """Record the finding; a failed one fails the check, an error one makes it inconclusive."""

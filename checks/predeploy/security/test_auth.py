@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 import pytest
 
-from releasegate._exceptions import ProbeError
 from releasegate.config import Gates, LoadedTarget
 from releasegate.plugin import CheckRecorder
 from releasegate.probes import auth, credentials, headers
@@ -25,11 +24,7 @@ from releasegate.results import Finding
 
 def _exchange(check: CheckRecorder, requests: Sequence[Request], settings: HttpSettings) -> list[Answer]:
     """The answers, or conclude ``error`` (which raises) when one could not be measured."""
-    try:
-        return headers.exchange(requests, settings)
-    except ProbeError as exc:
-        check.conclude(Finding("error", str(exc), observed=type(exc).__name__, evidence={"url": exc.url}))
-        raise  # not reached: an error finding raises
+    return check.measure(lambda: headers.exchange(requests, settings))
 
 
 def _protected_urls(target: LoadedTarget) -> list[str]:
