@@ -22,6 +22,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 
 from releasegate.reference import tls
 from releasegate.reference.settings import ServiceSettings
+from tls_memory import handshake as memory_handshake
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 AEAD_TLS12 = {"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305"}
@@ -145,26 +146,9 @@ def test_write_material_writes_leaf_only_chain_and_a_private_key(tmp_path: Path)
 
 
 def handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> tuple[str | None, str]:
-    """A complete TLS handshake between two OpenSSL endpoints over memory BIOs: (version, cipher)."""
-    c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
-    client_end = client.wrap_bio(c_in, c_out, server_hostname="localhost")
-    server_end = server.wrap_bio(s_in, s_out, server_side=True)
-    done = {"client": False, "server": False}
-    for _ in range(10):
-        for side, end, outgoing, incoming in (("client", client_end, c_out, s_in), ("server", server_end, s_out, c_in)):
-            if not done[side]:
-                try:
-                    end.do_handshake()
-                    done[side] = True
-                except ssl.SSLWantReadError:
-                    pass
-                finally:
-                    incoming.write(outgoing.read())
-        if all(done.values()):
-            cipher = client_end.cipher()
-            assert cipher is not None
-            return client_end.version(), cipher[0]
-    raise AssertionError("handshake did not finish")
+    """(version, cipher) of a complete handshake over memory BIOs."""
+    version, cipher, _ = memory_handshake(server, client)
+    return version, cipher
 
 
 def client_context(ca: Path, version: ssl.TLSVersion | None = None, ciphers: str | None = None) -> ssl.SSLContext:

@@ -35,6 +35,15 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[server.Runnin
         yield service
 
 
+def run_stage(target: Path, gates: Path, report_dir: Path, *only: str) -> dict[str, Any]:
+    """The pre-deploy stage (or ``only`` those checks) in-process; the verdict, checked against the exit code."""
+    argv = ["run", "--stage", "pre-deploy", "--target", str(target), "--gates", str(gates), "--report-dir", str(report_dir)]
+    code = main(argv + (["--only", *only] if only else []))
+    verdict: dict[str, Any] = json.loads((report_dir / "verdict.json").read_text())
+    assert verdict["exit_code"] == code
+    return verdict
+
+
 def gate_through(proxy: RunningProxy, upstream: server.RunningService, tmp_path: Path) -> dict[str, Any]:
     target = tmp_path / "target.yaml"
     target.write_text(
@@ -42,24 +51,7 @@ def gate_through(proxy: RunningProxy, upstream: server.RunningService, tmp_path:
     )
     gates = tmp_path / "gates.yaml"
     gates.write_text(GATES)
-    code = main(
-        [
-            "run",
-            "--stage",
-            "pre-deploy",
-            "--target",
-            str(target),
-            "--gates",
-            str(gates),
-            "--only",
-            *CHECKS,
-            "--report-dir",
-            str(tmp_path / "r"),
-        ]
-    )
-    verdict: dict[str, Any] = json.loads((tmp_path / "r" / "verdict.json").read_text())
-    assert verdict["exit_code"] == code
-    return verdict
+    return run_stage(target, gates, tmp_path / "r", *CHECKS)
 
 
 def outcomes(verdict: dict[str, Any]) -> dict[str, str]:
@@ -105,22 +97,9 @@ def test_the_whole_pre_deploy_stage_passes_behind_a_well_configured_proxy(tmp_pa
             text = re.sub(r"^ws_url: .*$", f"ws_url: wss://localhost:{proxy.https_port}/ws/sync", text, flags=re.M)
             target.write_text(text)
             # When the whole pre-deploy stage runs through the proxy
-            code = main(
-                [
-                    "run",
-                    "--stage",
-                    "pre-deploy",
-                    "--target",
-                    str(target),
-                    "--gates",
-                    str(deployment.gates_path),
-                    "--report-dir",
-                    str(tmp_path / "r"),
-                ]
-            )
-    verdict = json.loads((tmp_path / "r" / "verdict.json").read_text())
+            verdict = run_stage(target, deployment.gates_path, tmp_path / "r")
     # Then it passes; nginx answers an oversized header block with 400 rather than 431, which is a warning
     not_passed = {c["id"]: (c["outcome"], c["summary"]) for c in verdict["checks"] if c["outcome"] != "passed"}
-    assert code == 0, not_passed
+    assert verdict["exit_code"] == 0, not_passed
     assert set(not_passed) <= {"security.request_size"}, not_passed
     assert len(verdict["checks"]) == len([s for s in registry.CHECKS if s.stage == "pre-deploy"])

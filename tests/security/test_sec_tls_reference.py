@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from releasegate.reference import tls
 from releasegate.reference.settings import ServiceSettings
+from tls_memory import handshake
 
 LEGACY_CLIENT = "DEFAULT:@SECLEVEL=0"  # Debian's OpenSSL 3 needs level 0 for TLS 1.0/1.1 on the client too
 V10, V11, V12, V13 = ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1, ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3
@@ -35,29 +36,6 @@ def client(ca: Path, version: ssl.TLSVersion, ciphers: str | None = None) -> ssl
     if ciphers is not None:
         context.set_ciphers(ciphers)
     return context
-
-
-def handshake(server_context: ssl.SSLContext, client_context: ssl.SSLContext) -> tuple[str | None, str, bytes]:
-    """(version, cipher, leaf DER) of a complete handshake between two OpenSSL endpoints."""
-    c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
-    client_end = client_context.wrap_bio(c_in, c_out, server_hostname="localhost")
-    server_end = server_context.wrap_bio(s_in, s_out, server_side=True)
-    done = {"client": False, "server": False}
-    for _ in range(10):
-        for side, end, outgoing, incoming in (("client", client_end, c_out, s_in), ("server", server_end, s_out, c_in)):
-            if not done[side]:
-                try:
-                    end.do_handshake()
-                    done[side] = True
-                except ssl.SSLWantReadError:
-                    pass
-                finally:
-                    incoming.write(outgoing.read())
-        if all(done.values()):
-            cipher, der = client_end.cipher(), client_end.getpeercert(binary_form=True)
-            assert cipher is not None and der is not None
-            return client_end.version(), cipher[0], der
-    raise AssertionError("handshake did not finish")
 
 
 @pytest.mark.parametrize("version", [V10, V11])
