@@ -124,8 +124,13 @@ def test_checks_json_lists_every_registered_check(capsys: pytest.CaptureFixture[
     assert main(["checks", "--json"]) == 0
 
     rows = json.loads(capsys.readouterr().out)
-    assert [row["id"] for row in rows] == registry.ids()
-    for row in rows:
+    registered = [row for row in rows if not row.get("template")]
+    templates = [row for row in rows if row.get("template")]
+    assert [row["id"] for row in registered] == registry.ids()
+    # A family of user-named ids (a user's scenarios) is listed once, as its pattern, proven by no fault.
+    assert [row["id"] for row in templates] == ["business.scenario.<name>"]
+    assert templates[0]["fault"] is None
+    for row in registered:
         spec = registry.get(row["id"])
         assert (row["stage"], row["family"], row["severity"], row["fault"]) == (spec.stage, spec.family, spec.severity, spec.fault)
 

@@ -21,12 +21,14 @@ import pytest
 
 from releasegate import registry
 from releasegate._exceptions import ConfigError, Problem
+from releasegate.baseline import BaselineTarget, load_baseline
 from releasegate.config import load_gates, load_target
 from releasegate.plugin import only_problem
 from releasegate.redact import RedactingStream, Redactor
 from releasegate.reference import faults as fault_catalog
 from releasegate.report import folder as report_folder
 from releasegate.results import STAGES, ExitCode
+from releasegate.scenarios import load_scenarios
 from releasegate.suite import default_gates, find_suite, stage_dir
 
 
@@ -51,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report-dir", type=Path, help="default: reports/<stage>-<UTC timestamp>/")
     run.add_argument("--dry-run", action="store_true", help="run and report, record the decision, exit 0")
     run.add_argument("--expect-release", help="release id the deployment must report")
+    run.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="FILE",
+        help="compare against: an earlier verdict.json, or the target file of the stable deployment",
+    )
     run.add_argument("--suite", type=Path, help="folder holding checks/ and gates.yaml (default: found automatically)")
     run.add_argument("-v", "--verbose", action="store_true", help="pytest's verbose output as well")
 
@@ -153,6 +161,8 @@ def cmd_run(args: argparse.Namespace, report_dirs: list[Path]) -> int:
     loaded_target = load_target(args.target)
     gates_path = args.gates or default_gates(suite)
     load_gates(gates_path)
+    load_scenarios(loaded_target)
+    baseline = load_baseline(args.baseline) if args.baseline else None
     problem = only_problem(args.only or [], args.stage)
     if problem:
         raise UsageError(problem)
@@ -162,6 +172,9 @@ def cmd_run(args: argparse.Namespace, report_dirs: list[Path]) -> int:
     redactor = Redactor()
     for name, value in loaded_target.secrets():
         redactor.add(name, value)
+    if isinstance(baseline, BaselineTarget):
+        for name, value in baseline.loaded.secrets():
+            redactor.add(name, value)
 
     checks_dir = stage_dir(suite, args.stage)
     pytest_args = [
@@ -195,6 +208,8 @@ def cmd_run(args: argparse.Namespace, report_dirs: list[Path]) -> int:
         pytest_args.append("--dry-run")
     if args.expect_release:
         pytest_args += ["--expect-release", args.expect_release]
+    if args.baseline:
+        pytest_args += ["--baseline", str(args.baseline.resolve())]
     # Another stage's modules are never imported, even when this stage has no folder of its own.
     pytest_args += [f"--ignore={stage_dir(suite, other)}" for other in STAGES if other != args.stage]
     pytest_args.append(str(checks_dir if checks_dir.is_dir() else suite / "checks"))
@@ -264,6 +279,9 @@ def cmd_validate(args: argparse.Namespace, _: list[Path]) -> int:
         try:
             loaded = load_target(args.target)
             said.append(f"target {args.target}: ok ({loaded.target.name})")
+            suite = load_scenarios(loaded)
+            if suite is not None:
+                said.append(f"scenarios {loaded.scenario_dir}: ok ({suite.describe()})")
         except ConfigError as exc:
             problems += exc.problems
     gates_path = args.gates or default_gates(find_suite(args.suite))
@@ -282,9 +300,22 @@ def cmd_validate(args: argparse.Namespace, _: list[Path]) -> int:
 
 
 def cmd_checks(args: argparse.Namespace, _: list[Path]) -> int:
-    rows = [
+    rows: list[dict[str, object]] = [
         {"id": s.id, "stage": s.stage, "family": s.family, "severity": s.severity, "fault": s.fault, "description": s.description}
         for s in registry.CHECKS
+    ]
+    # Families of user-named ids (a user's scenario files): listed once, as their pattern.
+    rows += [
+        {
+            "id": t.id + ".<name>",
+            "stage": t.stage,
+            "family": t.family,
+            "severity": t.severity,
+            "fault": None,
+            "description": t.description,
+            "template": True,
+        }
+        for t in registry.TEMPLATES
     ]
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -141,6 +141,114 @@ class WebSocketSettings(_Strict):
     query: str | None = None
 
 
+# Who a scenario step, a sync client or a probe acts as: the token of auth.token_env (primary),
+# of auth.second_token_env (second), or no token at all (anonymous).
+Identity = Literal["primary", "second", "anonymous"]
+
+
+_TWO_IDENTITIES: tuple[Identity, ...] = ("primary", "second")
+
+
+class SyncSettings(_Strict):
+    """How to join one conversation over WebSocket (business.collaboration, business.sync_latency)."""
+
+    # Driver scenario (scenarios/drivers/<name>.yaml) that prepares a conversation both
+    # identities take part in, and saves the variables ``url`` uses (e.g. conversation_id).
+    setup: str
+    # WebSocket URL of that conversation; ${name} takes a saved variable or ws_url.
+    url: str = "${ws_url}?conversation=${conversation_id}"
+    # What each kind of action sends, as a JSON template; ${nonce} is replaced by a unique
+    # marker, and the action counts as delivered to a client when an event carrying it arrives.
+    actions: dict[str, Any] = Field(min_length=1)
+    # The action timed by business.sync_latency (one of ``actions``).
+    latency_action: str = "edit"
+    # Identities the clients join as, round robin (two tokens make three clients: primary,
+    # second, primary).
+    identities: list[Identity] = Field(default_factory=lambda: list(_TWO_IDENTITIES), min_length=1)
+    # JSON path of the per-conversation sequence number in an event, if the protocol has one:
+    # then every client must see strictly increasing numbers.
+    seq_path: str | None = "$.seq"
+
+    @model_validator(mode="after")
+    def _latency_action_is_an_action(self) -> SyncSettings:
+        if self.latency_action not in self.actions:
+            raise ValueError(f"latency_action must be one of the actions ({', '.join(self.actions)})")
+        return self
+
+
+class ConsistencyRead(_Strict):
+    """One endpoint or replica a write must become visible on."""
+
+    # A path relative to base_url, or the absolute URL of a replica; ${name} takes saved variables.
+    url: str
+    # Identity to read as.
+    as_: Identity = Field(default="primary", alias="as")
+    # What "the write is visible" means there, in the scenario expectation language
+    # (status, json, headers, body_contains); default: the body contains ${marker}.
+    expect: dict[str, Any] = Field(default_factory=lambda: {"status": 200, "body_contains": "${marker}"})
+
+
+class ConsistencySettings(_Strict):
+    """business.data_consistency: write once, then read back everywhere listed."""
+
+    # Driver scenario that writes; it receives ${marker} (unique per run) and saves the
+    # variables the reads use.
+    write: str
+    reads: list[ConsistencyRead] = Field(min_length=1)
+
+
+class SloProbeSettings(_Strict):
+    """Active probing for slo.error_rate and slo.latency: ``requests`` spread evenly over ``window_s``."""
+
+    paths: list[str] = Field(min_length=1)
+    requests: int = Field(default=60, gt=0, le=5000)
+    window_s: float = Field(default=10.0, gt=0, le=3600)
+    as_: Identity = Field(default="primary", alias="as")
+
+    @field_validator("paths")
+    @classmethod
+    def _absolute_paths(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path.startswith("/"):
+                raise ValueError(f"{path!r} must be a path starting with '/', relative to base_url")
+        return value
+
+
+class PrometheusSettings(_Strict):
+    """A Prometheus that scrapes this deployment; the PromQL itself lives in gates.yaml."""
+
+    url: str
+    # Label matchers that pick this deployment's series, put where a query says $selector
+    # (e.g. job="api",namespace="prod"); empty selects everything the server has.
+    selector: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http:// or https:// URL such as http://prometheus:9090")
+        return value.rstrip("/")
+
+
+class Integration(_Strict):
+    """An external dependency (business.integrations): a component of the deep health document, or a URL."""
+
+    name: str = Field(min_length=1)
+    # Component name in health.deep (e.g. db:responseTime); its status must be pass.
+    component: str | None = None
+    # A URL (or a path relative to base_url) that must answer 2xx or 3xx.
+    url: str | None = None
+    # A degraded (warn) component is then a warning instead of a failure.
+    allow_degraded: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Integration:
+        if (self.component is None) == (self.url is None):
+            raise ValueError("component or url: give exactly one")
+        return self
+
+
 class Target(_Strict):
     name: str = Field(min_length=1)
     base_url: str
@@ -155,6 +263,15 @@ class Target(_Strict):
     expected_release: str | None = None
     rate_limit: RateLimitSettings | None = None
     limits: LimitSettings | None = None
+    # Folder of scenario files, relative to the target file: <dir>/*.yaml are workflows (one
+    # check each), <dir>/drivers/*.yaml procedures other checks call, <dir>/golden/*.yaml the
+    # golden prompts of business.model_quality. Without it those checks are skipped.
+    scenarios: Path | None = None
+    sync: SyncSettings | None = None
+    consistency: ConsistencySettings | None = None
+    slo: SloProbeSettings | None = None
+    prometheus: PrometheusSettings | None = None
+    integrations: list[Integration] = Field(default_factory=list)
 
     @field_validator("base_url", "http_url")
     @classmethod
@@ -189,9 +306,22 @@ class LoadedTarget:
         bundle = self.target.tls.ca_bundle
         return None if bundle is None else (self.path.parent / bundle).resolve()
 
+    @property
+    def scenario_dir(self) -> Path | None:
+        folder = self.target.scenarios
+        return None if folder is None else (self.path.parent / folder).resolve()
+
     def token(self) -> str | None:
         """The bearer token from the environment; never log or store the returned value."""
         return self.secret(self.target.auth.token_env)
+
+    def token_of(self, identity: Identity) -> str | None:
+        """The bearer token an identity acts with (None: anonymous, or its variable is not named)."""
+        if identity == "primary":
+            return self.token()
+        if identity == "second":
+            return self.secret(self.target.auth.second_token_env)
+        return None
 
     def secret(self, env: str | None) -> str | None:
         """A secret named by one of the target's *_env keys; never log or store it."""
@@ -254,9 +384,80 @@ class SecurityThresholds(_Strict):
         return self
 
 
+class SyncLatencyThresholds(_Strict):
+    # Open-loop round trips: client A sends one action every interval_ms, whether or not the
+    # previous one arrived (waiting would hide a stall: coordinated omission).
+    round_trips: int = Field(default=60, gt=0, le=10_000)
+    interval_ms: float = Field(default=30.0, gt=0, le=60_000)
+    # An event not at client B this long after it was sent is lost (counted as infinitely late).
+    timeout_ms: float = Field(default=2000.0, gt=0, le=600_000)
+    # Percentile budgets in milliseconds; null: not judged.
+    p50_ms: float | None = Field(default=None, gt=0)
+    p95_ms: float | None = Field(default=250.0, gt=0)
+    p99_ms: float | None = Field(default=None, gt=0)
+    max_ms: float | None = Field(default=None, gt=0)
+
+
+class CollaborationThresholds(_Strict):
+    # Clients in the conversation, and how many times each sends each kind of action.
+    clients: int = Field(default=3, ge=2, le=50)
+    rounds: int = Field(default=2, ge=1, le=50)
+    # Pause between two actions of one client (servers rate-limit messages per connection).
+    interval_ms: float = Field(default=30.0, ge=0, le=60_000)
+    # After the last action, how long to wait for everything to arrive.
+    timeout_ms: float = Field(default=3000.0, gt=0, le=600_000)
+
+
+class ConsistencyThresholds(_Strict):
+    # A write must be visible everywhere within this many seconds (read-after-write window).
+    window_s: float = Field(default=2.0, ge=0, le=600)
+    poll_interval_ms: float = Field(default=100.0, gt=0, le=60_000)
+
+
+class PrometheusQueries(_Strict):
+    # Range of rate() in the queries ($window).
+    window: str = Field(default="5m", pattern=r"^[0-9]+(ms|s|m|h|d)$")
+    # PromQL; $selector is the target's prometheus.selector, $window the range above. A
+    # trailing comma inside {} is valid PromQL, so {status=~"5..",$selector} works with an
+    # empty selector too. Empty result or NaN is "could not measure", never a pass.
+    error_rate: str = (
+        'sum(rate(http_requests_total{status=~"5..",$selector}[$window])) / sum(rate(http_requests_total{$selector}[$window]))'
+    )
+    latency_p95_seconds: str = "histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{$selector}[$window])))"
+
+
+class SloThresholds(_Strict):
+    # Share of 5xx answers (0.01 = 1 %); 429 is the service protecting itself, not an error.
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    # Latency budgets in milliseconds from raw samples; null: not judged.
+    p50_ms: float | None = Field(default=None, gt=0)
+    p95_ms: float | None = Field(default=500.0, gt=0)
+    p99_ms: float | None = Field(default=None, gt=0)
+    # Against --baseline (a saved verdict.json or a second target): at most this much worse.
+    baseline_max_error_rate_increase: float = Field(default=0.005, ge=0, le=1)
+    baseline_max_p95_ratio: float = Field(default=1.25, ge=1)
+    prometheus: PrometheusQueries = PrometheusQueries()
+
+
+class ModelQualityThresholds(_Strict):
+    # Share of golden cases that must pass (0..1).
+    min_pass_rate: float = Field(default=0.9, ge=0, le=1)
+    # Against --baseline: the pass rate may fall at most this many percentage points.
+    max_drop_points: float = Field(default=5.0, ge=0, le=100)
+
+
 class Thresholds(_Strict):
     health: HealthThresholds = HealthThresholds()
     security: SecurityThresholds = SecurityThresholds()
+    sync_latency: SyncLatencyThresholds = SyncLatencyThresholds()
+    collaboration: CollaborationThresholds = CollaborationThresholds()
+    data_consistency: ConsistencyThresholds = ConsistencyThresholds()
+    slo: SloThresholds = SloThresholds()
+    model_quality: ModelQualityThresholds = ModelQualityThresholds()
+
+
+# A percentile from fewer samples says little: p95 of 20 samples is the second-largest value.
+DEFAULT_MIN_SAMPLES: dict[str, int] = {"business.sync_latency": 50, "slo.latency": 30, "slo.error_rate": 30}
 
 
 class Waiver(_Strict):
@@ -274,6 +475,7 @@ class Gates(_Strict):
     required: list[str] = Field(default_factory=list)
     # Evidence minimums: check id or pattern -> samples a statistical check needs; below it the
     # result is inconclusive (error), neither pass nor fail.
+    # Built-in minimums (DEFAULT_MIN_SAMPLES) apply unless an entry here names the same check.
     min_samples: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
     waivers: list[Waiver] = Field(default_factory=list)
     probe: ProbeSettings = ProbeSettings()
@@ -294,7 +496,9 @@ class Gates(_Strict):
         if check_id in self.min_samples:
             return self.min_samples[check_id]
         matching = [(len(p), n) for p, n in self.min_samples.items() if registry.matches(p, check_id)]
-        return max(matching)[1] if matching else None
+        if matching:
+            return max(matching)[1]
+        return DEFAULT_MIN_SAMPLES.get(check_id)
 
     def severity_of(self, check_id: str) -> Severity:
         """Registry default, overridden by an exact id, else by the longest matching pattern."""
@@ -339,6 +543,17 @@ def target_problems(data: Any, lines: LineIndex, shown: str, *, folder: Path) ->
     problems: list[Problem] = []
     if not isinstance(data, dict):
         return problems
+    scenarios = data.get("scenarios")
+    if isinstance(scenarios, str) and scenarios and not (folder / scenarios).resolve().is_dir():
+        problems.append(
+            Problem(
+                shown,
+                lines.line(("scenarios",)),
+                "scenarios",
+                f"folder {(folder / scenarios).resolve()} does not exist",
+                "point it at the folder of scenario files, relative to the target file",
+            )
+        )
     tls, auth = data.get("tls"), data.get("auth")
     ca_bundle = tls.get("ca_bundle") if isinstance(tls, dict) else None
     if isinstance(ca_bundle, str) and ca_bundle and not (bundle := (folder / ca_bundle).resolve()).is_file():
@@ -504,6 +719,12 @@ def _as_date(value: Any) -> date | None:
 
 
 M = typing.TypeVar("M", bound=BaseModel)
+
+
+def validate_model(model: type[M], data: Any, lines: LineIndex, shown: str) -> M:
+    """``data`` (from :func:`~releasegate._yaml.load_yaml`) as ``model``; every problem as one
+    ConfigError naming file:line, key and fix. For other YAML files of the suite (scenarios)."""
+    return _validate(model, data, lines, shown)
 
 
 def _validate(model: type[M], data: Any, lines: LineIndex, shown: str) -> M:

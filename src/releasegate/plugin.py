@@ -26,6 +26,7 @@ import pytest
 
 from releasegate import __version__, registry
 from releasegate._exceptions import ConfigError, ProbeError
+from releasegate.baseline import Baseline, BaselineTarget, load_baseline
 from releasegate.config import Gates, LoadedGates, LoadedTarget, load_gates, load_target
 from releasegate.decision import Judgement, decide
 from releasegate.probes.http import HttpSettings, ssl_context
@@ -38,6 +39,7 @@ from releasegate.report.summary import render_summary
 from releasegate.report.terminal import DECISION_MARKUP, decision_lines, progress_line
 from releasegate.report.verdict import RunFacts, verdict_document
 from releasegate.results import STAGES, CheckResult, Decision, ExitCode, Finding, Outcome, Severity, Stage
+from releasegate.scenarios import ScenarioSuite, load_scenarios
 
 T = TypeVar("T")
 MAX_PROPERTY_CHARS = 8000
@@ -59,6 +61,12 @@ _OPTIONS: tuple[tuple[str, str, _IniKind, str], ...] = (
         "release id the deployment must report (overrides the target's expected_release)",
     ),
     ("--only", "releasegate_only", "args", "run only checks whose id matches these prefixes or globs"),
+    (
+        "--baseline",
+        "releasegate_baseline",
+        "string",
+        "what relative thresholds compare against: an earlier verdict.json, or the target file of the stable deployment",
+    ),
 )
 
 
@@ -97,6 +105,8 @@ class GateRun:
     current_nodeid: str | None = None
     watchdog: threading.Timer | None = None
     deselecting: bool = False
+    baseline: Baseline | None = None
+    scenarios: ScenarioSuite | None = None  # None: the target names no scenario folder
 
 
 RUN_KEY = pytest.StashKey[GateRun]()
@@ -149,9 +159,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if target_path is None:
         _config_error("--stage needs --target FILE (the deployment to gate)")
     gates_path = _option(config, "releasegate_gates")
+    baseline_path = _option(config, "releasegate_baseline")
     try:
         target = load_target(Path(target_path))
         gates = load_gates(Path(gates_path) if gates_path else _default_gates())
+        suite = load_scenarios(target)
+        baseline = load_baseline(Path(baseline_path)) if baseline_path else None
     except ConfigError as exc:
         _config_error(f"configuration error:\n{exc}")
     only = [str(p) for p in (_option(config, "releasegate_only") or [])]
@@ -167,6 +180,9 @@ def pytest_configure(config: pytest.Config) -> None:
     redactor = Redactor()
     for name, value in target.secrets():
         redactor.add(name, value)
+    if isinstance(baseline, BaselineTarget):
+        for name, value in baseline.loaded.secrets():
+            redactor.add(name, value)
     run = GateRun(
         stage=stage,
         target=target,
@@ -179,6 +195,8 @@ def pytest_configure(config: pytest.Config) -> None:
         started_at=started,
         deadline=time.monotonic() + gates.gates.deadline_s,
         today=started.date(),
+        baseline=baseline,
+        scenarios=suite,
     )
     config.stash[RUN_KEY] = run
     config.pluginmanager.register(_CollectionWatcher(run), "releasegate-collection-watcher")
@@ -328,8 +346,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if run.usage_problems:
         drop, keep = items[:], []
     # Registry order: e.g. rate-limit probes last, since they can lock the test identity.
-    order = {spec.id: index for index, spec in enumerate(registry.CHECKS)}
-    keep.sort(key=lambda item: order[item.stash[_SPEC_KEY].id])  # stable: file order within one id
+    keep.sort(key=lambda item: registry.run_position(item.stash[_SPEC_KEY].id))  # stable: file order within one id
     run.selected = sorted({item.stash[_SPEC_KEY].id for item in keep})
     run.gate_nodeids = {item.nodeid for item in keep}
     if drop:
@@ -424,6 +441,21 @@ def http_settings(request: pytest.FixtureRequest) -> HttpSettings:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     verify = ssl_context(run.target.ca_bundle) if run.target.target.base_url.startswith("https:") else True
     return HttpSettings(timeout_s=probe.timeout_s, max_body_bytes=probe.max_body_bytes, verify=verify, headers=headers)
+
+
+@pytest.fixture
+def baseline(request: pytest.FixtureRequest) -> Baseline | None:
+    """``--baseline``: a saved verdict or a second target to compare against; None without one."""
+    return _require_run(request).baseline
+
+
+@pytest.fixture
+def scenario_suite(request: pytest.FixtureRequest) -> ScenarioSuite:
+    """The target's scenario folder, parsed; skips the check when the target names none."""
+    suite = _require_run(request).scenarios
+    if suite is None:
+        pytest.skip("the target names no scenarios folder (key: scenarios)")
+    return suite
 
 
 @pytest.fixture

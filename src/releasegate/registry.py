@@ -10,6 +10,7 @@ deployment and fail on that fault).
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass
 
 from releasegate.results import Severity, Stage
@@ -204,19 +205,141 @@ CHECKS: tuple[CheckSpec, ...] = (
         description="The deployed version or releaseId equals the expected release.",
         fault="wrong-release",
     ),
+    CheckSpec(
+        id="business.scenario.conversation",
+        stage="post-deploy",
+        family="scenario",
+        severity="blocking",
+        description="Shipped scenario: start a conversation, post a message, the assistant's reply arrives over WebSocket.",
+        fault="bad-model",
+    ),
+    CheckSpec(
+        id="business.scenario.tool_run",
+        stage="post-deploy",
+        family="scenario",
+        severity="blocking",
+        description="Shipped scenario: run a tool in a conversation; its result arrives over WebSocket.",
+        fault="worker-stuck",
+    ),
+    CheckSpec(
+        id="business.scenario.collaboration",
+        stage="post-deploy",
+        family="scenario",
+        severity="blocking",
+        description="Shipped scenario: two users share a conversation; what one posts, the other receives.",
+        fault="sync-drop",
+    ),
+    CheckSpec(
+        id="business.collaboration",
+        stage="post-deploy",
+        family="sync",
+        severity="blocking",
+        description="N clients in one conversation: every message, typing, presence and edit of one reaches all others, "
+        "in order, exactly once.",
+        fault="sync-drop",
+    ),
+    CheckSpec(
+        id="business.sync_latency",
+        stage="post-deploy",
+        family="sync",
+        severity="blocking",
+        description="Edit by client A -> event at client B, K open-loop round trips: p50/p95/p99/max within the policy; "
+        "a lost event counts as infinitely late.",
+        fault="slow-sync",
+    ),
+    CheckSpec(
+        id="business.data_consistency",
+        stage="post-deploy",
+        family="consistency",
+        severity="blocking",
+        description="A write through the API is visible on every read endpoint and replica the target lists within the convergence window.",
+        fault="stale-read",
+    ),
+    CheckSpec(
+        id="business.model_quality",
+        stage="post-deploy",
+        family="model_quality",
+        severity="blocking",
+        description="The golden prompts' pass rate reaches the policy and does not fall behind the baseline "
+        "by more than the allowed points.",
+        fault="bad-model",
+    ),
+    CheckSpec(
+        id="business.integrations",
+        stage="post-deploy",
+        family="integrations",
+        severity="blocking",
+        description="Every external dependency the target lists (a deep-health component or a URL) answers and is not degraded.",
+        fault="cache-degraded",
+    ),
+    CheckSpec(
+        id="slo.error_rate",
+        stage="post-deploy",
+        family="slo",
+        severity="blocking",
+        description="Share of 5xx answers from paced active probes (and Prometheus, when named) within the policy, "
+        "absolute or against the baseline.",
+        fault="error-burst",
+    ),
+    CheckSpec(
+        id="slo.latency",
+        stage="post-deploy",
+        family="slo",
+        severity="blocking",
+        description="Latency percentiles from raw probe samples (and Prometheus histogram p95, when named) within the policy, "
+        "absolute or against the baseline.",
+        fault="slow-api",
+    ),
 )
+
+# Id families whose members are named by the user: a scenario file ``scenarios/<name>.yaml`` is
+# the check ``business.scenario.<name>``. The shipped scenarios are registered above with their
+# proving faults; a user's own scenario is registered by this template (its proof is the
+# user's business: the reference deployment knows nothing of their API).
+TEMPLATES: tuple[CheckSpec, ...] = (
+    CheckSpec(
+        id="business.scenario",
+        stage="post-deploy",
+        family="scenario",
+        severity="blocking",
+        description="A critical workflow from scenarios/<name>.yaml: HTTP and WebSocket steps, each with its assertions and timeout.",
+        fault=None,
+    ),
+)
+SCENARIO_PREFIX = "business.scenario."
+# A scenario name: lower-case words joined by underscores (it becomes part of a check id).
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 _BY_ID: dict[str, CheckSpec] = {spec.id: spec for spec in CHECKS}
 assert len(_BY_ID) == len(CHECKS), "duplicate check id in the registry"
+assert all(spec.id.startswith(SCENARIO_PREFIX) == (spec.family == "scenario") for spec in CHECKS)
 
 
 def get(check_id: str) -> CheckSpec:
-    """The spec of a registered id; KeyError for anything else."""
-    return _BY_ID[check_id]
+    """The spec of a registered id, or of a template instance; KeyError for anything else."""
+    if check_id in _BY_ID:
+        return _BY_ID[check_id]
+    template = _template_of(check_id)
+    if template is None:
+        raise KeyError(check_id)
+    return CheckSpec(check_id, template.stage, template.family, template.severity, template.description, None)
 
 
 def is_registered(check_id: str) -> bool:
-    return check_id in _BY_ID
+    return check_id in _BY_ID or _template_of(check_id) is not None
+
+
+def scenario_id(name: str) -> str:
+    """The check id of the scenario called ``name``."""
+    return SCENARIO_PREFIX + name
+
+
+def _template_of(check_id: str) -> CheckSpec | None:
+    for template in TEMPLATES:
+        prefix = template.id + "."
+        if check_id.startswith(prefix) and NAME_PATTERN.fullmatch(check_id[len(prefix) :]):
+            return template
+    return None
 
 
 def matches(pattern: str, check_id: str) -> bool:
@@ -231,8 +354,28 @@ def matches(pattern: str, check_id: str) -> bool:
 
 
 def select(pattern: str) -> list[CheckSpec]:
-    """Every registered check a pattern selects (empty when it selects nothing)."""
-    return [spec for spec in CHECKS if matches(pattern, spec.id)]
+    """Every registered check a pattern selects (empty when it selects nothing).
+
+    A pattern naming a template instance (``business.scenario.checkout``, a user's scenario)
+    selects that instance, so gates.yaml may give a user's scenario its own severity or waiver.
+    """
+    selected = [spec for spec in CHECKS if matches(pattern, spec.id)]
+    if not selected and _template_of(pattern) is not None:
+        selected.append(get(pattern))
+    if not selected and any(matches(pattern, template.id + ".x") for template in TEMPLATES):
+        selected.extend(template for template in TEMPLATES if matches(pattern, template.id + ".x"))
+    return selected
+
+
+def run_position(check_id: str) -> float:
+    """Where a check runs within its stage: its place in CHECKS; a template instance runs right
+    after the registered members of its family (a user's scenarios after the shipped ones)."""
+    for index, spec in enumerate(CHECKS):
+        if spec.id == check_id:
+            return float(index)
+    family = get(check_id).family
+    last = max((index for index, spec in enumerate(CHECKS) if spec.family == family), default=len(CHECKS))
+    return last + 0.5
 
 
 def ids() -> list[str]:

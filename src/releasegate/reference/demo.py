@@ -57,8 +57,37 @@ def unknown_faults(names: Sequence[str]) -> list[str]:
     return [name for name in names if name not in fault_catalog.NAMES]
 
 
-def target_text(service: RunningServiceLike, settings: ServiceSettings, *, expected_release: str) -> str:
-    """The target file of a running reference service."""
+# The post-deploy business part of the demo target: how the reference service's conversations,
+# sync protocol, read endpoints and dependencies look to the gate. ${...} are the gate's own
+# variables (filled in at run time), not Python's.
+BUSINESS_SECTIONS = """\
+sync:
+  setup: shared_conversation
+  url: "${ws_url}?conversation=${conversation_id}"
+  actions:
+    message: {type: message, text: "releasegate sync ${nonce}"}
+    typing: {type: typing, typing: true, nonce: "${nonce}"}
+    presence: {type: presence, status: online, nonce: "${nonce}"}
+    edit: {type: edit, doc: main.py, text: "marker = '${nonce}'", nonce: "${nonce}"}
+  latency_action: edit
+  identities: [primary, second]
+consistency:
+  write: post_marker
+  reads:
+    - {url: "/api/v1/conversations/${conversation_id}/messages", as: primary}
+    - {url: "/api/v1/conversations/${conversation_id}/messages", as: second}
+slo: {paths: [/api/v1/me, /api/v1/conversations], requests: 40, window_s: 2}
+integrations:
+  - {name: database, component: "db:responseTime"}
+  - {name: suggestion cache, component: "cache:utilization"}
+  - {name: model backend, component: "model:responseTime"}
+  - {name: metrics endpoint, url: /metrics}
+"""
+
+
+def target_text(service: RunningServiceLike, settings: ServiceSettings, *, expected_release: str, scenarios: Path | None = None) -> str:
+    """The target file of a running reference service (``scenarios``: the suite's scenario folder)."""
+    business = "" if scenarios is None else f"scenarios: {scenarios}\n" + BUSINESS_SECTIONS
     return f"""\
 # Written by `releasegate demo`: the reference deployment running on loopback.
 name: reference-demo
@@ -77,7 +106,19 @@ health: {{liveness: /healthz, readiness: /readyz, deep: /health, version: /versi
 expected_release: "{expected_release}"
 rate_limit: {{path: /api/v1/me, max_probe_requests: 40, endpoint_path: /api/v1/auth/login, other_path: /api/v1/me}}
 limits: {{body_path: /api/v1/conversations, max_body_bytes: {settings.max_body_bytes}, max_header_bytes: {settings.max_header_bytes}}}
-"""
+""" + business
+
+
+def _suite_scenarios() -> Path | None:
+    """The gate suite's scenarios/ folder (written for the reference service), if a suite is found."""
+    from releasegate._exceptions import ConfigError
+    from releasegate.suite import find_suite
+
+    try:
+        folder = find_suite() / "scenarios"
+    except ConfigError:
+        return None
+    return folder if folder.is_dir() else None
 
 
 class RunningServiceLike(Protocol):
@@ -152,7 +193,8 @@ def running(faults: Sequence[str] = (), *, data_dir: Path | None = None) -> Iter
             env_path.touch(mode=0o600)
             env_path.write_text("".join(f"export {name}={shlex.quote(os.environ[name])}\n" for name in DEMO_ENVS), encoding="utf-8")
             target_path = folder / "target.yaml"
-            target_path.write_text(target_text(service, settings, expected_release=DEFAULT_RELEASE), encoding="utf-8")
+            text = target_text(service, settings, expected_release=DEFAULT_RELEASE, scenarios=_suite_scenarios())
+            target_path.write_text(text, encoding="utf-8")
             gates_path = folder / "gates.yaml"
             gates_path.write_text(DEMO_GATES, encoding="utf-8")
             yield DemoDeployment(target_path=target_path, gates_path=gates_path, token_path=token_path, env_path=env_path, data_dir=folder)

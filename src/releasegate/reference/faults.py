@@ -14,6 +14,15 @@ from dataclasses import dataclass
 class Fault:
     name: str
     breaks: str  # what it breaks, in one line, for `releasegate demo --help` and docs
+    # Checks (ids or patterns) besides the ones this fault proves that it may legitimately fail,
+    # with the reason: a service without its database serves no workflow at all. The fault
+    # matrix allows exactly these; any other blocking check that fails is imprecise.
+    also_breaks: tuple[str, ...] = ()
+    why: str = ""
+
+    def __post_init__(self) -> None:
+        if self.also_breaks and not self.why:
+            raise ValueError(f"fault {self.name}: also_breaks needs a reason in why")
 
 
 CATALOG: tuple[Fault, ...] = (
@@ -45,15 +54,30 @@ CATALOG: tuple[Fault, ...] = (
     Fault("no-body-limit", "request bodies of any size are accepted"),
     # health
     Fault("liveness-fail", "the liveness endpoint answers 500"),
-    Fault("db-down", "the database is unreachable: readiness 503, deep health fails the db component"),
+    Fault(
+        "db-down",
+        "the database is unreachable: readiness 503, deep health fails the db component",
+        also_breaks=("business", "slo"),
+        why="without its database the service answers every API call with 503: no workflow, no SLO can hold",
+    ),
     Fault("cache-degraded", "the cache is degraded: deep health reports warn"),
     Fault("wrong-release", "the service reports another releaseId than the one expected"),
     Fault("worker-stuck", "the tool worker stops taking jobs: tool runs never finish"),
     # performance and behaviour
     Fault("slow-api", "every API answer is delayed by 300 ms"),
-    Fault("error-burst", "30% of API answers are 500"),
+    Fault(
+        "error-burst",
+        "30% of API answers are 500",
+        also_breaks=("business",),
+        why="every business check drives the API, and three requests in ten fail: a workflow that meets a 500 is broken",
+    ),
     Fault("slow-sync", "WebSocket events are delivered 400 ms late"),
-    Fault("sync-drop", "events are not delivered to the other participants"),
+    Fault(
+        "sync-drop",
+        "events are not delivered to the other participants",
+        also_breaks=("business.sync_latency",),
+        why="a lost event is an infinitely late one: sync latency fails with every event lost",
+    ),
     Fault("stale-read", "reads of a conversation lag writes by several seconds"),
     Fault("bad-model", "the assistant's answers degrade to empty suggestions"),
 )
