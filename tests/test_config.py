@@ -563,3 +563,86 @@ def test_a_tls_profile_that_is_neither_a_name_nor_a_file_is_a_problem(tmp_path: 
     (tmp_path / "profile.json").write_text("{}")
     path.write_text("thresholds:\n  security:\n    tls_profile: profile.json\n")
     assert load_gates(path).gates.thresholds.security.tls_profile == "profile.json"
+
+
+# --------------------------------------------------------------------------- post-deploy target keys
+
+
+def test_post_deploy_sections_are_parsed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "flows").mkdir()
+    monkeypatch.setenv("RG_T1", "token-one-0123456789")
+    monkeypatch.setenv("RG_T2", "token-two-0123456789")
+    path = write(
+        tmp_path,
+        "t.yaml",
+        """\
+        name: prod
+        base_url: https://app.example.test
+        auth: {token_env: RG_T1, second_token_env: RG_T2}
+        scenarios: flows
+        sync:
+          setup: open_room
+          actions: {edit: {type: edit, nonce: "${nonce}"}}
+        consistency:
+          write: write_note
+          reads: [{url: "/notes/${note_id}"}, {url: "https://replica.example.test/notes/${note_id}", as: second}]
+        slo: {paths: [/api/v1/me]}
+        prometheus: {url: "http://prometheus:9090/", selector: 'job="api"'}
+        integrations:
+          - {name: database, component: "db:responseTime"}
+          - {name: billing, url: https://billing.example.test/health, allow_degraded: true}
+        """,
+    )
+
+    loaded = load_target(path)
+    target = loaded.target
+
+    assert loaded.scenario_dir == (tmp_path / "flows").resolve()
+    assert target.sync is not None and target.sync.url == "${ws_url}?conversation=${conversation_id}"
+    assert target.sync.identities == ["primary", "second"] and target.sync.latency_action == "edit"
+    assert target.consistency is not None and target.consistency.reads[1].as_ == "second"
+    assert target.consistency.reads[0].expect == {"status": 200, "body_contains": "${marker}"}
+    assert target.slo is not None and (target.slo.requests, target.slo.window_s) == (60, 10.0)
+    assert target.prometheus is not None and target.prometheus.url == "http://prometheus:9090"
+    assert [i.name for i in target.integrations] == ["database", "billing"]
+    assert (loaded.token_of("primary"), loaded.token_of("second"), loaded.token_of("anonymous")) == (
+        "token-one-0123456789",
+        "token-two-0123456789",
+        None,
+    )
+
+
+def test_a_missing_scenarios_folder_names_the_line(tmp_path: Path) -> None:
+    problem = only(target_problems(write(tmp_path, "t.yaml", "name: x\nbase_url: https://a.test\nscenarios: nowhere\n")))
+
+    assert (problem.line, problem.key) == (3, "scenarios")
+    assert "does not exist" in problem.message
+
+
+def test_an_integration_is_a_component_or_a_url_not_both(tmp_path: Path) -> None:
+    text = "name: x\nbase_url: https://a.test\nintegrations:\n  - {name: db, component: db, url: /db}\n"
+
+    problem = only(target_problems(write(tmp_path, "t.yaml", text)))
+
+    assert (problem.line, problem.key) == (4, "integrations[0].component")
+    assert "exactly one" in problem.message
+
+
+def test_the_timed_sync_action_must_be_one_of_the_actions(tmp_path: Path) -> None:
+    text = "name: x\nbase_url: https://a.test\nsync:\n  setup: s\n  actions: {typing: {type: typing}}\n"
+
+    problem = only(target_problems(write(tmp_path, "t.yaml", text)))
+
+    assert problem.key == "sync.latency_action"
+    assert "typing" in problem.message
+
+
+def test_built_in_evidence_minimums_apply_until_the_policy_names_the_check(tmp_path: Path) -> None:
+    defaults = Gates()
+    assert defaults.min_samples_of("business.sync_latency") == 50
+    assert defaults.min_samples_of("health.liveness") is None
+
+    gates = load_gates(write(tmp_path, "gates.yaml", "min_samples: {business.sync_latency: 10, 'slo.*': 5}\n")).gates
+
+    assert gates.min_samples_of("business.sync_latency") == 10
+    assert gates.min_samples_of("slo.latency") == 5  # a pattern of the policy beats the built-in value

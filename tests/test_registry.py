@@ -68,3 +68,36 @@ def test_select_returns_the_specs_a_pattern_selects() -> None:
 def test_every_check_names_the_fault_that_proves_it(spec: registry.CheckSpec) -> None:
     # A check with no proving fault is not done (design.md, "Proving every check").
     assert spec.fault is not None and re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", spec.fault), spec
+
+
+def test_a_users_scenario_is_registered_by_its_template() -> None:
+    # Given a scenario file checkout.yaml of the user's own: its id is business.scenario.checkout
+    spec = registry.get(registry.scenario_id("checkout"))
+
+    assert registry.is_registered("business.scenario.checkout")
+    assert (spec.id, spec.stage, spec.family, spec.severity, spec.fault) == (
+        "business.scenario.checkout",
+        "post-deploy",
+        "scenario",
+        "blocking",
+        None,
+    )
+    # gates.yaml may name it (severity, waiver, required), and --only may select it
+    assert [s.id for s in registry.select("business.scenario.checkout")] == ["business.scenario.checkout"]
+
+
+@pytest.mark.parametrize("check_id", ["business.scenario", "business.scenario.", "business.scenario.Checkout", "business.scenario.a.b"])
+def test_template_instances_need_a_proper_name(check_id: str) -> None:
+    assert not registry.is_registered(check_id)
+
+
+def test_a_shipped_scenario_is_the_registered_spec_with_its_fault() -> None:
+    assert registry.get("business.scenario.conversation").fault == "bad-model"
+    assert registry.select("business.scenario.*") == [s for s in registry.CHECKS if s.family == "scenario"]
+
+
+def test_a_users_scenario_runs_after_the_shipped_ones_and_before_the_next_family() -> None:
+    shipped = [registry.run_position(s.id) for s in registry.CHECKS if s.family == "scenario"]
+    next_family = registry.run_position("business.collaboration")
+
+    assert max(shipped) < registry.run_position("business.scenario.checkout") < next_family
