@@ -113,3 +113,21 @@ def test_healthy_reads_see_writes_at_once(tmp_path: Path) -> None:
         client.post(f"/api/v1/conversations/{cid}/messages", json={"text": "hello"}, headers=auth)
         assert [m["text"] for m in _messages(client, cid, auth)] == ["hello"]
         assert client.get(f"/api/v1/conversations/{cid}", headers=auth).json()["message_count"] == 1
+
+
+def test_a_completion_answers_the_prompt_in_the_response(tmp_path: Path) -> None:
+    with running(make_settings(tmp_path)) as client:
+        auth = login(client, "alice")
+        answer = client.post("/api/v1/assistant/completions", json={"prompt": "how do I sort users?"}, headers=auth)
+        refused = client.post("/api/v1/assistant/completions", json={"prompt": ""}, headers=auth)
+        anonymous = client.post("/api/v1/assistant/completions", json={"prompt": "sort"})
+
+    assert answer.status_code == 200 and "sorted(" in answer.json()["text"]
+    assert refused.status_code == 422 and anonymous.status_code == 401
+
+
+def test_a_degraded_model_completes_with_an_empty_suggestion(tmp_path: Path) -> None:
+    with running(make_settings(tmp_path, "bad-model")) as client:
+        answer = client.post("/api/v1/assistant/completions", json={"prompt": "sort"}, headers=login(client, "alice"))
+
+    assert answer.status_code == 200 and answer.json()["text"] == ""

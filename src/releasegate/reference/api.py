@@ -1,4 +1,4 @@
-"""The REST API under /api/v1: log-in, conversations, participants, messages and tool runs.
+"""The REST API under /api/v1: log-in, conversations, participants, messages, tool runs and completions.
 
 Authentication and rate limits already happened at the edge (edge.py); a handler finds the
 caller in ``request.scope[PRINCIPAL]`` and checks only what is its own business: that the caller
@@ -148,6 +148,19 @@ async def list_messages(request: Request) -> Response:
     return JSONResponse({"conversation_id": cid, "messages": [m.to_json() for m in messages]})
 
 
+async def completion(request: Request) -> Response:
+    """One prompt, one suggestion, synchronously: the editor's inline-completion path (no conversation).
+
+    The conversation path delivers the reply as a sync event; this one answers in the response,
+    so the golden prompts judge the model and not the event delivery.
+    """
+    body = await _json_object(request, "prompt")
+    service = _service(request)
+    text = service.suggestion(body["prompt"])
+    service.metrics.assistant_replies.labels("ok" if text else "empty").inc()
+    return JSONResponse({"text": text, "model": "reference-rules", "release": service.release_id})
+
+
 async def run_tool(request: Request) -> Response:
     service, cid = _service(request), request.path_params["cid"]
     _conversation_for(request, cid)
@@ -176,6 +189,7 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/api/v1/auth/login", login, methods=["POST"]),
         Route("/api/v1/me", me, methods=["GET"]),
+        Route("/api/v1/assistant/completions", completion, methods=["POST"]),
         Route("/api/v1/conversations", list_conversations, methods=["GET"]),
         Route("/api/v1/conversations", create_conversation, methods=["POST"]),
         Route("/api/v1/conversations/{cid}", get_conversation, methods=["GET"]),

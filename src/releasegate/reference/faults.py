@@ -75,8 +75,9 @@ CATALOG: tuple[Fault, ...] = (
     Fault(
         "sync-drop",
         "events are not delivered to the other participants",
-        also_breaks=("business.sync_latency",),
-        why="a lost event is an infinitely late one: sync latency fails with every event lost",
+        also_breaks=("business.sync_latency", "business.scenario.conversation", "business.scenario.tool_run"),
+        why="a lost event is an infinitely late one, and the assistant's reply and a tool's result reach the user as "
+        "events: dropped, the workflows that wait for them never finish",
     ),
     Fault("stale-read", "reads of a conversation lag writes by several seconds"),
     Fault("bad-model", "the assistant's answers degrade to empty suggestions"),
