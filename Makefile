@@ -32,8 +32,10 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # Benchmarks (minutes, not seconds: testssl.sh is slow); writes bench/RESULTS.md. See bench/README.md.
+# security_stage.py rewrites the whole file, slo_latency.py then adds its own section: keep this order.
 bench: $(STAMP)
 	$(BIN)/python bench/security_stage.py
+	$(BIN)/python bench/slo_latency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -71,7 +71,7 @@ def test_the_installed_copy_gates_a_deployment_from_an_empty_folder(wheel: Path,
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     verdict = json.loads((work / "out" / "verdict.json").read_text())
     assert verdict["decision"] == "promote"
-    assert len(verdict["checks"]) == 4
+    assert len([c for c in verdict["checks"] if c["outcome"] == "passed"]) == 4  # health; the rest need target sections
     found = subprocess.run(
         [sys.executable, "-c", "from releasegate.suite import find_suite; print(find_suite())"],
         cwd=work,

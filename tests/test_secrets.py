@@ -121,7 +121,8 @@ def test_token_never_written_or_printed(
     assert_token_nowhere(report_dir, out, err, token_env.read_text(encoding="utf-8"))
     assert token_env.read_text(encoding="utf-8").startswith("## ")
     if not healthy:
-        assert {c["outcome"] for c in json.loads(verdict)["checks"]} == {"failed"}
+        # every health check fails (the business and SLO checks need target sections this one lacks)
+        assert {c["outcome"] for c in json.loads(verdict)["checks"] if c["id"].startswith("health.")} == {"failed"}
         assert REDACTED in out
 
 

@@ -419,9 +419,11 @@ class PrometheusQueries(_Strict):
     window: str = Field(default="5m", pattern=r"^[0-9]+(ms|s|m|h|d)$")
     # PromQL; $selector is the target's prometheus.selector, $window the range above. A
     # trailing comma inside {} is valid PromQL, so {status=~"5..",$selector} works with an
-    # empty selector too. Empty result or NaN is "could not measure", never a pass.
+    # empty selector too. Empty result or NaN is "could not measure", never a pass; `or vector(0)`
+    # because a healthy service has no 5xx series at all (no traffic at all stays unmeasurable).
     error_rate: str = (
-        'sum(rate(http_requests_total{status=~"5..",$selector}[$window])) / sum(rate(http_requests_total{$selector}[$window]))'
+        '(sum(rate(http_requests_total{status=~"5..",$selector}[$window])) or vector(0))'
+        " / sum(rate(http_requests_total{$selector}[$window]))"
     )
     latency_p95_seconds: str = "histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{$selector}[$window])))"
 
@@ -436,6 +438,8 @@ class SloThresholds(_Strict):
     # Against --baseline (a saved verdict.json or a second target): at most this much worse.
     baseline_max_error_rate_increase: float = Field(default=0.005, ge=0, le=1)
     baseline_max_p95_ratio: float = Field(default=1.25, ge=1)
+    # ... but p95 may always grow by this much: a ratio of a few milliseconds is noise.
+    baseline_min_p95_increase_ms: float = Field(default=10.0, ge=0)
     prometheus: PrometheusQueries = PrometheusQueries()
 
 

@@ -39,6 +39,10 @@ DEMO_GATES = """\
 probe:
   timeout_s: 5
   retry: {timeout_s: 2, interval_s: 0.5, max_interval_s: 1}
+thresholds:
+  # The reference answers /api in ~3 ms (p95 under ~10 ms on a busy 2-core machine); its
+  # latency objective is 200 ms, so fault slow-api (+300 ms) breaks it.
+  slo: {p95_ms: 200}
 """
 
 
@@ -76,7 +80,7 @@ consistency:
   reads:
     - {url: "/api/v1/conversations/${conversation_id}/messages", as: primary}
     - {url: "/api/v1/conversations/${conversation_id}/messages", as: second}
-slo: {paths: [/api/v1/me, /api/v1/conversations], requests: 40, window_s: 2}
+slo: {paths: [/api/v1/me, /api/v1/conversations], requests: 40, window_s: 2.5}
 integrations:
   - {name: database, component: "db:responseTime"}
   - {name: suggestion cache, component: "cache:utilization"}
@@ -88,7 +92,8 @@ integrations:
 def target_text(service: RunningServiceLike, settings: ServiceSettings, *, expected_release: str, scenarios: Path | None = None) -> str:
     """The target file of a running reference service (``scenarios``: the suite's scenario folder)."""
     business = "" if scenarios is None else f"scenarios: {scenarios}\n" + BUSINESS_SECTIONS
-    return f"""\
+    return (
+        f"""\
 # Written by `releasegate demo`: the reference deployment running on loopback.
 name: reference-demo
 base_url: {service.base_url}
@@ -106,7 +111,9 @@ health: {{liveness: /healthz, readiness: /readyz, deep: /health, version: /versi
 expected_release: "{expected_release}"
 rate_limit: {{path: /api/v1/me, max_probe_requests: 40, endpoint_path: /api/v1/auth/login, other_path: /api/v1/me}}
 limits: {{body_path: /api/v1/conversations, max_body_bytes: {settings.max_body_bytes}, max_header_bytes: {settings.max_header_bytes}}}
-""" + business
+"""
+        + business
+    )
 
 
 def _suite_scenarios() -> Path | None:

@@ -13,14 +13,19 @@ A scenario is a named list of steps; each step does exactly one thing::
       - name: listen
         ws_connect: {connection: alice, url: "${ws_url}?conversation=${conversation_id}", as: primary}
       - name: the assistant replies
-        ws_expect: {connection: alice, match: {"$.type": message.created, "$.sender": assistant}, within_ms: 3000}
+        ws_expect:
+          connection: alice
+          match: {"$.type": message.created, "$.sender": assistant}
+          expect: {"$.data.text": {contains: "```python"}}
+          within_ms: 3000
         save: {reply: "$.data.text"}
 
 Variables are written ``${name}`` inside any string (``$$`` is a literal ``$``); they come from
 ``inputs``, from ``save`` of an earlier step, or are built in (:data:`BUILTIN_VARIABLES`). A
 value that is exactly one variable keeps its type. Files under ``drivers/`` have the same format
 and are procedures other checks call (they declare ``outputs``); files under ``golden/`` are
-golden prompt sets (:class:`GoldenSet`).
+golden prompt sets (:class:`GoldenSet`). ``http.path`` is another spelling of ``http.url``.
+The user's reference is scenarios/README.md.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from releasegate.config import Identity
 
 # Variables every scenario may use without defining them.
 BUILTIN_VARIABLES = frozenset({"run_id", "base_url", "ws_url"})
+MAX_STEPS = 100  # evidence lists every step run: keep it bounded
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 JsonType = Literal["string", "number", "integer", "boolean", "array", "object", "null"]
 
@@ -69,12 +75,22 @@ class Expect(_Strict):
 
 class HttpRequest(_Strict):
     method: str = "GET"
-    # Relative to base_url (starts with /) or an absolute URL (${base_url} works too).
+    # Relative to base_url (starts with /) or an absolute URL (${base_url} works too);
+    # ``path`` is accepted as another spelling of the same key.
     url: str
     as_: Identity = Field(default="primary", alias="as")
     headers: dict[str, str] = Field(default_factory=dict)
     json_: Any = Field(default=None, alias="json")
     body: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _path_is_url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "path" in data:
+            if "url" in data:
+                raise ValueError("url or path: give one (they are the same key)")
+            data = {("url" if key == "path" else key): value for key, value in data.items()}
+        return data
 
     @model_validator(mode="after")
     def _one_body(self) -> HttpRequest:
@@ -113,6 +129,9 @@ class WsExpect(_Strict):
 
     connection: str
     match: dict[str, Any] = Field(min_length=1)  # JSON path -> value or Matcher
+    # Then the event that matched must also satisfy these (JSON path -> value or Matcher): a
+    # wrong reply fails at once with its content, instead of waiting for a matching one.
+    expect: dict[str, Any] = Field(default_factory=dict)
     within_ms: float = Field(default=5000.0, gt=0, le=600_000)
 
 
@@ -141,7 +160,7 @@ class Step(_Strict):
         if len(actions) != 1:
             raise ValueError(f"name exactly one action per step ({', '.join(ACTIONS)}); this step has {len(actions)}")
         if self.expect is not None and self.http is None:
-            raise ValueError("expect belongs to an http step")
+            raise ValueError("expect belongs to an http step (a ws_expect step takes its own ws_expect.expect)")
         if self.save and self.http is None and self.ws_expect is None:
             raise ValueError("save belongs to an http or ws_expect step")
         return self
@@ -157,10 +176,11 @@ ACTIONS = ("http", "ws_connect", "ws_send", "ws_expect", "ws_close")
 class Scenario(_Strict):
     name: str | None = None  # default: the file name without .yaml
     description: str = ""
-    inputs: dict[str, str] = Field(default_factory=dict)
+    # Variables a caller may set, with their defaults; null: a driver's caller must give it.
+    inputs: dict[str, str | None] = Field(default_factory=dict)
     # Drivers: the variables they promise to save for their caller.
     outputs: list[str] = Field(default_factory=list)
-    steps: list[Step] = Field(min_length=1)
+    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
 
 
 class GoldenCheck(_Strict):

@@ -1,0 +1,163 @@
+"""Post-deploy business: does real-time collaboration work the way its users meet it?
+
+    business.collaboration  N clients in one conversation see every action of the others, in order, exactly once
+    business.sync_latency   an edit by client A reaches client B within the policy's percentile budgets
+
+Both join a conversation that the target's ``sync.setup`` driver scenario prepares (a driver that
+fails makes the check ``error``: nothing was measured). Neither retries: a sample is a sample, and
+re-running until one passes would only pick the lucky run.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pytest
+
+from releasegate._exceptions import ProbeError
+from releasegate.config import Gates, Identity, LoadedTarget, SyncSettings
+from releasegate.plugin import CheckRecorder
+from releasegate.probes import sync as sync_probe
+from releasegate.probes.http import HttpSettings, ssl_context
+from releasegate.results import Finding
+from releasegate.scenarios import ScenarioSuite, jsonpath, runner, template
+
+T = TypeVar("T")
+
+
+def _settings(target: LoadedTarget) -> SyncSettings:
+    settings = target.target.sync
+    if settings is None:
+        pytest.skip("the target names no sync section (key: sync)")
+    return settings
+
+
+def _members(check: CheckRecorder, target: LoadedTarget, identities: Sequence[Identity]) -> list[sync_probe.Member]:
+    """A member per identity with its token; a missing token concludes error (joining anonymously proves nothing)."""
+    members = []
+    for identity in identities:
+        token = target.token_of(identity)
+        if token is None and identity != "anonymous":
+            key = "auth.token_env" if identity == "primary" else "auth.second_token_env"
+            env = target.target.auth.token_env if identity == "primary" else target.target.auth.second_token_env
+            reason = f"{key} is not set" if env is None else f"environment variable {env} ({key}) is empty"
+            check.conclude(Finding("error", f"{reason}: sync.identities needs a token for {identity}", observed=reason))
+        members.append(sync_probe.Member(identity, token))
+    return members
+
+
+@dataclass(frozen=True)
+class _Conversation:
+    """A conversation ready to join: its WebSocket URL and how to compose each action's frame."""
+
+    url: str
+    compose: sync_probe.Compose
+    options: sync_probe.WsOptions
+
+
+async def _prepare(target: LoadedTarget, suite: ScenarioSuite, http: HttpSettings, policy: Gates, settings: SyncSettings) -> _Conversation:
+    """Run the setup driver, render the URL and action templates; ProbeError when any of it fails."""
+    ctx = runner.context_for(target, http)
+    try:
+        outputs = await runner.run_driver(suite, settings.setup, ctx, {})
+    except ValueError as exc:  # the driver declares inputs this check cannot give
+        raise ProbeError(f"could not set up the conversation: {exc}") from None
+    variables = runner.builtin_variables(ctx) | outputs
+    try:
+        url = template.render(settings.url, variables)
+    except (template.UndefinedVariable, template.TemplateSyntaxError) as exc:
+        raise ProbeError(f"sync.url: {exc} (neither the target nor driver {settings.setup}'s outputs define it)") from None
+    if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
+        raise ProbeError(f"sync.url renders to {str(url)[:120]!r}, not a ws:// or wss:// URL")
+
+    def compose(kind: str, marker: str) -> str:
+        value: Any = template.render(settings.actions[kind], {**variables, "nonce": marker})
+        return value if isinstance(value, str) else json.dumps(value)
+
+    problem = sync_probe.composer_problem(compose, settings.actions)
+    if problem is not None:
+        raise ProbeError(problem)
+    verify = ctx.http.verify
+    context = verify if isinstance(verify, ssl.SSLContext) else ssl_context(target.ca_bundle)
+    options = sync_probe.WsOptions(timeout_s=policy.probe.timeout_s, max_frame_bytes=policy.probe.max_body_bytes, ssl=context)
+    return _Conversation(url, compose, options)
+
+
+def _seq_reader(settings: SyncSettings) -> sync_probe.SeqOf | None:
+    path = settings.seq_path
+    if path is None:
+        return None
+    problem = jsonpath.validate_path(path)
+    if problem is not None:
+        raise ProbeError(f"sync.seq_path: {problem}")
+    return lambda event: jsonpath.resolve(event, path)
+
+
+def _observe(check: CheckRecorder, probe: Callable[[], Awaitable[T]]) -> T:
+    """The probe's observation; error when nothing could be measured (with the driver's evidence if setup failed)."""
+    try:
+        return sync_probe.run_blocking(probe)
+    except runner.DriverFailed as exc:
+        summary = f"could not set up the conversation: {exc}"
+        check.conclude(Finding("error", summary, observed=type(exc).__name__, evidence=exc.evidence()))
+        raise  # not reached: an error finding raises
+    except ProbeError as exc:
+        check.conclude(Finding("error", str(exc), observed=type(exc).__name__, evidence={"url": exc.url}))
+        raise  # not reached
+
+
+@pytest.mark.check("business.collaboration")
+def test_collaboration(
+    check: CheckRecorder, target: LoadedTarget, policy: Gates, http_settings: HttpSettings, scenario_suite: ScenarioSuite
+) -> None:
+    settings = _settings(target)
+    limits = policy.thresholds.collaboration
+    members = _members(check, target, [settings.identities[i % len(settings.identities)] for i in range(limits.clients)])
+
+    async def probe() -> sync_probe.CollaborationObservation:
+        seq_of = _seq_reader(settings)
+        room = await _prepare(target, scenario_suite, http_settings, policy, settings)
+        return await sync_probe.collaborate(
+            room.url,
+            members,
+            list(settings.actions),
+            room.compose,
+            rounds=limits.rounds,
+            interval_ms=limits.interval_ms,
+            timeout_ms=limits.timeout_ms,
+            options=room.options,
+            seq_of=seq_of,
+        )
+
+    observation = _observe(check, probe)
+    check.conclude(sync_probe.judge_collaboration(observation))
+
+
+@pytest.mark.check("business.sync_latency")
+def test_sync_latency(
+    check: CheckRecorder, target: LoadedTarget, policy: Gates, http_settings: HttpSettings, scenario_suite: ScenarioSuite
+) -> None:
+    settings = _settings(target)
+    limits = policy.thresholds.sync_latency
+    identities = settings.identities
+    sender, receiver = _members(check, target, [identities[0], identities[1 % len(identities)]])
+
+    async def probe() -> sync_probe.LatencyObservation:
+        room = await _prepare(target, scenario_suite, http_settings, policy, settings)
+        return await sync_probe.round_trips(
+            room.url,
+            sender,
+            receiver,
+            lambda marker: room.compose(settings.latency_action, marker),
+            count=limits.round_trips,
+            interval_ms=limits.interval_ms,
+            timeout_ms=limits.timeout_ms,
+            options=room.options,
+        )
+
+    observation = _observe(check, probe)
+    check.conclude(sync_probe.judge_sync_latency(observation, limits))
