@@ -128,8 +128,8 @@ def test_checks_json_lists_every_registered_check(capsys: pytest.CaptureFixture[
     templates = [row for row in rows if row.get("template")]
     assert [row["id"] for row in registered] == registry.ids()
     # A family of user-named ids (a user's scenarios) is listed once, as its pattern, proven by no fault.
-    assert [row["id"] for row in templates] == ["business.scenario.<name>"]
-    assert templates[0]["fault"] is None
+    assert [row["id"] for row in templates] == ["load.<name>", "business.scenario.<name>"]
+    assert all(row["fault"] is None for row in templates)
     for row in registered:
         spec = registry.get(row["id"])
         assert (row["stage"], row["family"], row["severity"], row["fault"]) == (spec.stage, spec.family, spec.severity, spec.fault)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -249,6 +250,27 @@ class Integration(_Strict):
         return self
 
 
+class LoadTargetSettings(_Strict):
+    """Load against this deployment (`releasegate load`, the load stage)."""
+
+    # Hosts load may go to besides loopback (always allowed). A base_url whose host is not
+    # listed is refused before a single request: load against the wrong host is an incident.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # Profiles (loadtests/profiles/<name>.yaml) the load stage runs; `releasegate load
+    # --profile NAME` runs one of any name.
+    profiles: list[str] = Field(default_factory=lambda: ["smoke"], min_length=1)
+    # Identities the virtual users act as, round robin.
+    identities: list[Identity] = Field(default_factory=lambda: list(_TWO_IDENTITIES), min_length=1)
+    # Folder of load profiles, relative to this file (default: the suite's loadtests/profiles).
+    profiles_dir: Path | None = None
+    # Prometheus-format metrics of the service (a path relative to base_url or a URL), read
+    # before and after the run for infra.capacity (process CPU seconds, resident memory,
+    # bytes sent); a target with `prometheus` is asked there instead.
+    metrics: str | None = None
+    # Replicas serving base_url during the run: measured resources are divided among them.
+    replicas: int = Field(default=1, ge=1, le=10_000)
+
+
 class Target(_Strict):
     name: str = Field(min_length=1)
     base_url: str
@@ -272,6 +294,7 @@ class Target(_Strict):
     slo: SloProbeSettings | None = None
     prometheus: PrometheusSettings | None = None
     integrations: list[Integration] = Field(default_factory=list)
+    load: LoadTargetSettings | None = None
 
     @field_validator("base_url", "http_url")
     @classmethod
@@ -464,6 +487,82 @@ class Thresholds(_Strict):
 DEFAULT_MIN_SAMPLES: dict[str, int] = {"business.sync_latency": 50, "slo.latency": 30, "slo.error_rate": 30}
 
 
+LOAD_METRICS = (
+    "http_p50_ms",
+    "http_p95_ms",
+    "http_p99_ms",
+    "http_max_ms",
+    "fail_ratio",
+    "rps",
+    "requests",
+    "sync_p50_ms",
+    "sync_p95_ms",
+    "sync_p99_ms",
+    "dropped_iterations",
+)
+_CONDITION = r"^\s*(<=|>=|==|<|>)\s*-?[0-9]+(\.[0-9]+)?\s*$"
+
+
+class LoadThreshold(_Strict):
+    """One k6-style condition on a load metric, e.g. ``"<800"``."""
+
+    condition: str = Field(pattern=_CONDITION)
+    # Stop the run as soon as the condition fails (after delay_abort_eval_s of warm-up), as
+    # k6's abortOnFail: a release that is clearly failing need not be loaded for ten minutes.
+    abort_on_fail: bool = False
+    delay_abort_eval_s: float = Field(default=0.0, ge=0, le=3600)
+
+
+def _default_load_thresholds() -> dict[str, Any]:
+    return {"http_p95_ms": "<800", "fail_ratio": "<0.01", "sync_p95_ms": "<250"}
+
+
+class CapacityRules(_Strict):
+    """The deployment guide's sizing rules (infra.capacity)."""
+
+    # 0.5-1 CPU core per 10 concurrent conversations: more than the upper bound is too heavy.
+    max_cores_per_10_conversations: float = Field(default=1.0, gt=0)
+    # 4-8 GB base plus 100-200 MB per concurrent conversation.
+    base_memory_gb: float = Field(default=8.0, gt=0)
+    max_memory_mb_per_conversation: float = Field(default=200.0, gt=0)
+    # 1-10 KB/s per active user.
+    max_kb_per_s_per_user: float = Field(default=10.0, gt=0)
+    # Scaling triggers: CPU over this share of the available cores, connection pool over this use.
+    scale_at_cpu_percent: float = Field(default=70.0, gt=0, le=100)
+    scale_at_pool_percent: float = Field(default=80.0, gt=0, le=100)
+    # Sizes to recommend replicas for (concurrent conversations).
+    sizes: dict[str, int] = Field(default_factory=lambda: {"small_team": 50, "enterprise": 500})
+
+
+class LoadPolicy(_Strict):
+    # metric (optionally scoped to one request name: `http_p95_ms{POST /api/v1/messages}`) ->
+    # a condition, a list of them, or {condition, abort_on_fail, delay_abort_eval_s}.
+    thresholds: dict[str, str | LoadThreshold | list[str | LoadThreshold]] = Field(default_factory=_default_load_thresholds)
+    # Fewer requests than this: inconclusive (error), neither pass nor fail.
+    min_requests: int = Field(default=100, ge=1)
+    # A load generator above this CPU share measured itself, not the service: inconclusive.
+    max_generator_cpu_percent: float = Field(default=90.0, gt=0, le=100)
+    # No profile runs longer than this, whatever its stages say.
+    max_duration_s: float = Field(default=900.0, gt=0, le=86_400)
+    capacity: CapacityRules = CapacityRules()
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known_metrics(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            metric = key.split("{", 1)[0].strip()
+            if metric not in LOAD_METRICS:
+                raise ValueError(f"{key!r}: unknown metric; use one of {', '.join(LOAD_METRICS)}")
+            if "{" in key and not key.rstrip().endswith("}"):
+                raise ValueError(f"{key!r}: scope a metric as metric{{request name}}")
+        for conditions in value.values():
+            for condition in conditions if isinstance(conditions, list) else [conditions]:
+                text = condition if isinstance(condition, str) else condition.condition
+                if not re.match(_CONDITION, text):
+                    raise ValueError(f"{text!r} is not a condition such as '<800' or '>=5'")
+        return value
+
+
 class Waiver(_Strict):
     check: str = Field(min_length=1)
     justification: str = Field(min_length=10)
@@ -484,6 +583,7 @@ class Gates(_Strict):
     waivers: list[Waiver] = Field(default_factory=list)
     probe: ProbeSettings = ProbeSettings()
     thresholds: Thresholds = Thresholds()
+    load: LoadPolicy = LoadPolicy()
 
     @model_validator(mode="after")
     def _deadline_fits_a_probe(self) -> Gates:

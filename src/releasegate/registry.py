@@ -290,13 +290,40 @@ CHECKS: tuple[CheckSpec, ...] = (
         "absolute or against the baseline.",
         fault="slow-api",
     ),
+    CheckSpec(
+        id="load.smoke",
+        stage="load",
+        family="load",
+        severity="blocking",
+        description="The smoke load profile holds: gates.yaml load thresholds (HTTP and sync p95, fail ratio, rps) met "
+        "with at least min_requests; a saturated load generator is inconclusive.",
+        fault="slow-api",
+    ),
+    CheckSpec(
+        id="infra.capacity",
+        stage="load",
+        family="capacity",
+        severity="warning",
+        description="Resources measured under load (CPU, memory, bytes sent per conversation) fit the sizing rules; "
+        "headroom and recommended replicas for the small-team and enterprise sizes.",
+        fault="cpu-hog",
+    ),
 )
 
 # Id families whose members are named by the user: a scenario file ``scenarios/<name>.yaml`` is
-# the check ``business.scenario.<name>``. The shipped scenarios are registered above with their
+# the check ``business.scenario.<name>``, a load profile ``loadtests/profiles/<name>.yaml`` the
+# check ``load.<name>``. The shipped scenarios are registered above with their
 # proving faults; a user's own scenario is registered by this template (its proof is the
 # user's business: the reference deployment knows nothing of their API).
 TEMPLATES: tuple[CheckSpec, ...] = (
+    CheckSpec(
+        id="load",
+        stage="load",
+        family="load",
+        severity="blocking",
+        description="A load profile from loadtests/profiles/<name>.yaml holds the gates.yaml load thresholds.",
+        fault=None,
+    ),
     CheckSpec(
         id="business.scenario",
         stage="post-deploy",
@@ -307,12 +334,14 @@ TEMPLATES: tuple[CheckSpec, ...] = (
     ),
 )
 SCENARIO_PREFIX = "business.scenario."
+LOAD_PREFIX = "load."
 # A scenario name: lower-case words joined by underscores (it becomes part of a check id).
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 _BY_ID: dict[str, CheckSpec] = {spec.id: spec for spec in CHECKS}
 assert len(_BY_ID) == len(CHECKS), "duplicate check id in the registry"
 assert all(spec.id.startswith(SCENARIO_PREFIX) == (spec.family == "scenario") for spec in CHECKS)
+assert all(spec.id.startswith(LOAD_PREFIX) == (spec.family == "load") for spec in CHECKS)
 
 
 def get(check_id: str) -> CheckSpec:
@@ -332,6 +361,11 @@ def is_registered(check_id: str) -> bool:
 def scenario_id(name: str) -> str:
     """The check id of the scenario called ``name``."""
     return SCENARIO_PREFIX + name
+
+
+def load_id(profile: str) -> str:
+    """The check id of the load profile called ``profile``."""
+    return LOAD_PREFIX + profile
 
 
 def _template_of(check_id: str) -> CheckSpec | None:

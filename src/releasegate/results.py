@@ -16,8 +16,9 @@ OUTCOMES: tuple[Outcome, ...] = ("passed", "failed", "warned", "error", "skipped
 Severity = Literal["blocking", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("blocking", "warning", "info")
 
-Stage = Literal["pre-deploy", "post-deploy", "canary"]
-STAGES: tuple[Stage, ...] = ("pre-deploy", "post-deploy", "canary")
+Stage = Literal["pre-deploy", "post-deploy", "canary", "load"]
+# "load": a load profile against the deployment (`releasegate load`), judged like post-deploy.
+STAGES: tuple[Stage, ...] = ("pre-deploy", "post-deploy", "canary", "load")
 
 
 class Decision(StrEnum):

@@ -14,7 +14,7 @@ from pathlib import Path
 from releasegate._exceptions import ConfigError, Problem
 from releasegate.results import Stage
 
-STAGE_DIRS: dict[Stage, str] = {"pre-deploy": "predeploy", "post-deploy": "postdeploy", "canary": "canary"}
+STAGE_DIRS: dict[Stage, str] = {"pre-deploy": "predeploy", "post-deploy": "postdeploy", "canary": "canary", "load": "load"}
 _PACKAGE = Path(__file__).resolve().parent
 
 

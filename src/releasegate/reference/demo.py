@@ -86,6 +86,10 @@ integrations:
   - {name: suggestion cache, component: "cache:utilization"}
   - {name: model backend, component: "model:responseTime"}
   - {name: metrics endpoint, url: /metrics}
+load:
+  profiles: [smoke]
+  identities: [primary, second]
+  metrics: /metrics
 """
 
 

@@ -81,6 +81,8 @@ CATALOG: tuple[Fault, ...] = (
     ),
     Fault("stale-read", "reads of a conversation lag writes by several seconds"),
     Fault("bad-model", "the assistant's answers degrade to empty suggestions"),
+    # capacity
+    Fault("cpu-hog", "every API request burns 30 ms of CPU: the service needs far more cores per conversation"),
 )
 
 NAMES: frozenset[str] = frozenset(f.name for f in CATALOG)
