@@ -12,9 +12,13 @@ from releasegate.baseline import BaselineTarget, SavedVerdict, load_baseline
 from releasegate.report.verdict import SCHEMA
 
 
-def verdict(tmp_path: Path, checks: list[dict[str, object]], schema: str = SCHEMA) -> Path:
+def verdict(
+    tmp_path: Path, checks: list[dict[str, object]], schema: str = SCHEMA, *, stage: str = "post-deploy", decision: str = "promote"
+) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "verdict.json"
-    path.write_text(json.dumps({"schema": schema, "stage": "post-deploy", "target": "prod", "checks": checks}), encoding="utf-8")
+    document = {"schema": schema, "stage": stage, "target": "prod", "decision": decision, "checks": checks}
+    path.write_text(json.dumps(document), encoding="utf-8")
     return path
 
 
@@ -68,3 +72,22 @@ def test_a_target_file_is_a_second_deployment(tmp_path: Path) -> None:
 def test_a_missing_file_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_baseline(tmp_path / "nope.json")
+
+
+def test_a_promoted_post_deploy_verdict_is_a_baseline_without_caveat(tmp_path: Path) -> None:
+    baseline = load_baseline(verdict(tmp_path, []))
+
+    assert isinstance(baseline, SavedVerdict)
+    assert baseline.decision == "promote"
+    assert "post-deploy, decision promote" in baseline.describe()
+    assert baseline.caveat() is None
+
+
+def test_a_verdict_that_was_not_promoted_or_of_another_stage_is_used_but_says_so(tmp_path: Path) -> None:
+    rolled_back = load_baseline(verdict(tmp_path / "a", [], decision="rollback"))
+    pre_deploy = load_baseline(verdict(tmp_path / "b", [], stage="pre-deploy", decision="pass"))
+
+    assert isinstance(rolled_back, SavedVerdict) and isinstance(pre_deploy, SavedVerdict)
+    assert "decision rollback" in rolled_back.describe()
+    assert rolled_back.caveat() == "the saved run decided rollback, not promote: its figures may be a bad release's"
+    assert pre_deploy.caveat() == "the saved run is of stage pre-deploy, not post-deploy: its figures were measured differently"

@@ -646,3 +646,55 @@ def test_built_in_evidence_minimums_apply_until_the_policy_names_the_check(tmp_p
 
     assert gates.min_samples_of("business.sync_latency") == 10
     assert gates.min_samples_of("slo.latency") == 5  # a pattern of the policy beats the built-in value
+
+
+# --------------------------------------------------------------------------- policies that could judge nothing
+
+
+def test_sync_latency_with_every_budget_null_is_refused_at_its_line(tmp_path: Path) -> None:
+    text = "thresholds:\n  sync_latency:\n    round_trips: 60\n    p95_ms: null\n"
+
+    problem = only(gates_problems(tmp_path, text))
+
+    assert (problem.line, problem.key) == (4, "thresholds.sync_latency.p95_ms")
+    assert "p95_ms or another budget (p50_ms, p99_ms, max_ms) must be set" in problem.message
+
+
+def test_slo_latency_with_every_budget_null_is_left_to_the_baseline(tmp_path: Path) -> None:
+    # Allowed: --baseline judges alone (slo.latency is an error at run time without a baseline figure)
+    gates = load_gates(write(tmp_path, "gates.yaml", "thresholds: {slo: {p95_ms: null}}\n"), today=TODAY).gates
+
+    assert (gates.thresholds.slo.p50_ms, gates.thresholds.slo.p95_ms, gates.thresholds.slo.p99_ms) == (None, None, None)
+
+
+def test_fewer_round_trips_than_the_sync_latency_minimum_is_refused_where_it_was_set(tmp_path: Path) -> None:
+    # Given round_trips lowered below the built-in minimum of 50
+    lowered = only(gates_problems(tmp_path, "version: 1\nthresholds:\n  sync_latency: {round_trips: 30}\n"))
+    assert (lowered.line, lowered.key) == (2, "thresholds")
+    assert "sync_latency.round_trips to 30, below the min_samples of business.sync_latency (50)" in lowered.message
+
+    # Given the minimum raised above the default round_trips (60)
+    raised = only(gates_problems(tmp_path, "version: 1\nmin_samples: {'business.*': 100}\n"))
+    assert (raised.line, raised.key) == (2, "min_samples")
+    assert "min_samples of business.sync_latency (100) is above thresholds.sync_latency.round_trips (60)" in raised.message
+
+    # Both lowered together is fine
+    load_gates(write(tmp_path, "ok.yaml", "min_samples: {business.sync_latency: 30}\nthresholds: {sync_latency: {round_trips: 30}}\n"))
+
+
+def test_a_prometheus_url_with_credentials_is_refused(tmp_path: Path) -> None:
+    text = "name: x\nbase_url: https://a.test\nprometheus: {url: 'https://gate:hunter2-long-secret@prometheus.test'}\n"
+
+    problem = only(target_problems(write(tmp_path, "t.yaml", text)))
+
+    assert (problem.line, problem.key) == (3, "prometheus.url")
+    assert "must not carry credentials" in problem.message
+
+
+def test_credentials_in_a_prometheus_url_are_refused_and_never_echoed(tmp_path: Path) -> None:
+    text = "name: x\nbase_url: https://a.test\nprometheus: {url: 'http://admin:hunter2-secret@prom.test:9090'}\n"
+
+    problem = only(target_problems(write(tmp_path, "t.yaml", text)))
+
+    assert problem.key == "prometheus.url"
+    assert "hunter2" not in str(problem)

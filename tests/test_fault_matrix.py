@@ -22,8 +22,14 @@ from releasegate.reference.demo import running
 GATED_STAGES = sorted({spec.stage for spec in registry.CHECKS if spec.stage != "canary"})
 PROVING_FAULTS = sorted({spec.fault for spec in registry.CHECKS if spec.fault is not None})
 # Fast policy for the matrix: one attempt per probe (the reference service never converges late).
-# The reference's latency objective, as in the demo's policy (demo.DEMO_GATES).
-MATRIX_GATES = "probe: {timeout_s: 5, retry: {timeout_s: 0}}\nthresholds: {slo: {p95_ms: 200}}\n"
+# The reference's latency objective and load policy, as in the demo's (demo.DEMO_GATES).
+MATRIX_GATES = """\
+probe: {timeout_s: 5, retry: {timeout_s: 0}}
+thresholds: {slo: {p95_ms: 200}}
+load:
+  thresholds: {http_p95_ms: "<200", fail_ratio: "<0.01", sync_p95_ms: "<250"}
+  min_requests: 30
+"""
 
 
 def gate(target: Path, gates: Path, stage: str, report_dir: Path) -> dict[str, Any]:

@@ -9,6 +9,10 @@ Two kinds, told apart by content:
 
 Relative thresholds (gates.yaml ``baseline_*``, ``max_drop_points``) apply only with a baseline;
 a check that needs a number the baseline lacks says so in its evidence and judges absolutely.
+
+A saved verdict is used whatever it decided and whatever its stage, but a run that was not
+promoted, or of another stage than the one comparing against it, is a doubtful yardstick:
+:meth:`SavedVerdict.caveat` says why, and the checks put it in their evidence.
 """
 
 from __future__ import annotations
@@ -22,15 +26,19 @@ from releasegate._exceptions import ConfigError, Problem
 from releasegate.config import LoadedTarget, load_target
 from releasegate.report.verdict import SCHEMA
 
+# Decisions of a run whose figures are a fair yardstick (pre-deploy says pass, post-deploy promote).
+GOOD_DECISIONS = frozenset({"promote", "pass"})
+
 
 @dataclass(frozen=True)
 class SavedVerdict:
-    """An earlier run's verdict.json: evidence per check id (the first row of each id)."""
+    """An earlier run's verdict.json: evidence per check id (the first row of each id), and what it decided."""
 
     path: Path
     stage: str
     target_name: str
     evidence: dict[str, dict[str, Any]]
+    decision: str | None = None  # None: the file records none
 
     def number(self, check_id: str, key: str) -> float | None:
         """A numeric evidence value of one check, or None when the verdict has none."""
@@ -38,7 +46,16 @@ class SavedVerdict:
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
     def describe(self) -> str:
-        return f"verdict {self.path} ({self.stage}, target {self.target_name})"
+        return f"verdict {self.path} ({self.stage}, decision {self.decision or 'not recorded'}, target {self.target_name})"
+
+    def caveat(self, stage: str = "post-deploy") -> str | None:
+        """Why this verdict is a doubtful baseline for a check of ``stage`` (it is still used), or None."""
+        notes = []
+        if self.decision not in GOOD_DECISIONS:
+            notes.append(f"the saved run decided {self.decision or 'nothing'}, not promote: its figures may be a bad release's")
+        if self.stage != stage:
+            notes.append(f"the saved run is of stage {self.stage}, not {stage}: its figures were measured differently")
+        return "; ".join(notes) or None
 
 
 @dataclass(frozen=True)
@@ -79,4 +96,11 @@ def _saved_verdict(path: Path) -> SavedVerdict:
             # A baseline measurement only counts when the check could measure at all.
             if row.get("outcome") in ("passed", "warned", "failed", "waived"):
                 evidence.setdefault(row["id"], row["evidence"])
-    return SavedVerdict(path=path.resolve(), stage=str(data.get("stage")), target_name=str(data.get("target")), evidence=evidence)
+    decision = data.get("decision")
+    return SavedVerdict(
+        path=path.resolve(),
+        stage=str(data.get("stage")),
+        target_name=str(data.get("target")),
+        evidence=evidence,
+        decision=decision if isinstance(decision, str) else None,
+    )

@@ -83,11 +83,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--gates", type=Path, help="policy file (default: gates.yaml with a short convergence window)")
     demo.add_argument("--report-dir", type=Path, help="default: reports/demo-<UTC timestamp>/<stage>/")
 
-    load = sub.add_parser("load", help="run one load profile (not available yet)")
-    load.add_argument("--profile", required=True)
-    load.add_argument("--target", required=True, type=Path)
-    load.add_argument("--workers", type=int)
-    load.add_argument("--report-dir", type=Path)
+    load = sub.add_parser(
+        "load",
+        help="run one load profile against a target (the load stage for that profile), with live progress",
+        description="Run loadtests/profiles/NAME.yaml against the target and judge it like `run --stage load`; "
+        "with --master-host, be worker processes of a master on another machine instead.",
+    )
+    load.add_argument("--profile", required=True, metavar="NAME", help="profile name (loadtests/profiles/NAME.yaml)")
+    load.add_argument("--target", required=True, type=Path, help="target file (YAML); it needs a load section")
+    load.add_argument("--gates", type=Path, help="policy file (default: the suite's gates.yaml)")
+    load.add_argument("--workers", type=int, metavar="N", help="N local worker processes under a local master (default: the profile's)")
+    load.add_argument("--expect-workers", type=int, metavar="N", help="workers the master waits for (default: --workers)")
+    load.add_argument("--expect-workers-max-wait", type=float, default=60.0, metavar="S", help="seconds to wait for them (default 60)")
+    load.add_argument("--master-bind-host", default="127.0.0.1", metavar="H", help="interface the master listens on (remote workers)")
+    load.add_argument("--master-port", type=int, metavar="P", help="master port (default: any free one; 5557 with remote workers)")
+    load.add_argument("--master-host", metavar="H", help="be worker processes (--workers N, default 1) of the master at H")
+    load.add_argument("--report-dir", type=Path, help="default: reports/load-<UTC timestamp>/")
+    load.add_argument("--suite", type=Path, help="folder holding checks/, loadtests/ and gates.yaml (default: found automatically)")
     return parser
 
 
@@ -403,9 +415,87 @@ def _serve(target_path: Path, env_path: Path) -> int:
     return ExitCode.OK
 
 
-def cmd_not_yet(args: argparse.Namespace, _: list[Path]) -> int:
-    print(f"releasegate {args.command}: not available yet in this version (exit 3)", file=sys.stderr)
-    return ExitCode.CONFIG_ERROR
+# --------------------------------------------------------------------------- load
+
+# The master's port when workers on other machines must find it (Locust's default).
+DEFAULT_MASTER_PORT = 5557
+
+
+def cmd_load(args: argparse.Namespace, report_dirs: list[Path]) -> int:
+    """One profile through the gate's load stage (exit codes as `run`), or the worker role (--master-host)."""
+    from releasegate.load.profiles import load_profile
+    from releasegate.load.runner import OPTIONS_ENV, LoadOptions, run_workers
+    from releasegate.load.safety import refuse_unless_allowed
+
+    suite = find_suite(args.suite)
+    loaded = load_target(args.target)
+    gates_path = args.gates or default_gates(suite)
+    policy = load_gates(gates_path).gates.load
+    load_settings = loaded.target.load
+    if load_settings is None:
+        raise ConfigError(
+            [
+                Problem(
+                    str(args.target),
+                    None,
+                    "load",
+                    "the target has no load section, so no host is cleared for load",
+                    "add `load: {allowed_hosts: [...]}` (loopback needs none: `load: {}`)",
+                )
+            ]
+        )
+    # Before anything else: load against a host nobody allowed is refused without a request.
+    refuse_unless_allowed(loaded.target.base_url, load_settings.allowed_hosts, target_file=str(args.target))
+    profiles_dir = (
+        (loaded.path.parent / load_settings.profiles_dir).resolve() if load_settings.profiles_dir else suite / "loadtests" / "profiles"
+    )
+    profile = load_profile(args.profile, profiles_dir)
+    remote_workers = bool(args.expect_workers and args.expect_workers > (args.workers or 0)) or args.master_host
+    options = LoadOptions(
+        workers=args.workers,
+        expect_workers=args.expect_workers,
+        expect_workers_max_wait_s=args.expect_workers_max_wait,
+        master_bind_host=args.master_bind_host,
+        master_port=args.master_port if args.master_port is not None else (DEFAULT_MASTER_PORT if remote_workers else 0),
+    )
+    problem = options.problem()
+    if problem:
+        raise UsageError(f"load: {problem}")
+    if args.master_host:
+        out_dir = (args.report_dir or Path("reports") / f"load-worker-{datetime.now(UTC):%Y%m%dT%H%M%SZ}").resolve()
+        return run_workers(
+            loaded,
+            profile,
+            master_host=args.master_host,
+            master_port=options.master_port,
+            processes=max(1, args.workers or 1),
+            locustfile=suite / "loadtests" / "locustfile.py",
+            profiles_dir=profiles_dir,
+            out_dir=out_dir,
+            max_wait_s=options.expect_workers_max_wait_s,
+            policy=policy,
+        )
+    run_args = argparse.Namespace(
+        stage="load",
+        target=args.target,
+        gates=gates_path,
+        only=[registry.load_id(profile.name)],
+        report_dir=args.report_dir,
+        dry_run=False,
+        expect_release=None,
+        baseline=None,
+        suite=suite,
+        verbose=False,
+    )
+    previous = os.environ.get(OPTIONS_ENV)
+    os.environ[OPTIONS_ENV] = options.to_env()
+    try:
+        return cmd_run(run_args, report_dirs)
+    finally:
+        if previous is None:
+            os.environ.pop(OPTIONS_ENV, None)
+        else:
+            os.environ[OPTIONS_ENV] = previous
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace, list[Path]], int]] = {
@@ -413,7 +503,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, list[Path]], int]] = {
     "validate": cmd_validate,
     "checks": cmd_checks,
     "demo": cmd_demo,
-    "load": cmd_not_yet,
+    "load": cmd_load,
 }
 
 

@@ -229,6 +229,9 @@ class PrometheusSettings(_Strict):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an absolute http:// or https:// URL such as http://prometheus:9090")
+        if parts.username is not None or parts.password is not None:
+            # A password in the URL ends up in evidence, logs and reports.
+            raise ValueError("must not carry credentials (user:password@): put an authenticating proxy in front instead")
         return value.rstrip("/")
 
 
@@ -269,6 +272,9 @@ class LoadTargetSettings(_Strict):
     metrics: str | None = None
     # Replicas serving base_url during the run: measured resources are divided among them.
     replicas: int = Field(default=1, ge=1, le=10_000)
+    # CPU cores one replica may use (its CPU request or limit, e.g. 0.5 for 500m): infra.capacity's
+    # CPU scaling trigger (load.capacity.scale_at_cpu_percent) is measured against it.
+    cores_per_replica: float = Field(default=1.0, gt=0, le=1024)
 
 
 class Target(_Strict):
@@ -414,11 +420,19 @@ class SyncLatencyThresholds(_Strict):
     interval_ms: float = Field(default=30.0, gt=0, le=60_000)
     # An event not at client B this long after it was sent is lost (counted as infinitely late).
     timeout_ms: float = Field(default=2000.0, gt=0, le=600_000)
-    # Percentile budgets in milliseconds; null: not judged.
+    # Percentile budgets in milliseconds; null: not judged, but at least one must be set (a
+    # check that judges nothing must not pass).
     p50_ms: float | None = Field(default=None, gt=0)
     p95_ms: float | None = Field(default=250.0, gt=0)
     p99_ms: float | None = Field(default=None, gt=0)
     max_ms: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _judges_something(self) -> SyncLatencyThresholds:
+        if all(budget is None for budget in (self.p50_ms, self.p95_ms, self.p99_ms, self.max_ms)):
+            # The first word is the key the problem points at: the budget a policy most likely nulled.
+            raise ValueError("p95_ms or another budget (p50_ms, p99_ms, max_ms) must be set: with every budget null nothing is judged")
+        return self
 
 
 class CollaborationThresholds(_Strict):
@@ -438,9 +452,12 @@ class ConsistencyThresholds(_Strict):
 
 
 class PrometheusQueries(_Strict):
-    # Range of rate() in the queries ($window).
+    # Range of rate() in the queries ($window). It should not reach back before the deploy:
+    # a 5m window two minutes after a rollout still averages in three minutes of the old release.
     window: str = Field(default="5m", pattern=r"^[0-9]+(ms|s|m|h|d)$")
-    # PromQL; $selector is the target's prometheus.selector, $window the range above. A
+    # PromQL; $selector is the target's prometheus.selector (it must isolate the new release's
+    # series: old replicas still serving would dilute its errors), $window the range above. The
+    # gate's own probe traffic is in these series too. A
     # trailing comma inside {} is valid PromQL, so {status=~"5..",$selector} works with an
     # empty selector too. Empty result or NaN is "could not measure", never a pass; `or vector(0)`
     # because a healthy service has no 5xx series at all (no traffic at all stays unmeasurable).
@@ -452,9 +469,13 @@ class PrometheusQueries(_Strict):
 
 
 class SloThresholds(_Strict):
-    # Share of 5xx answers (0.01 = 1 %); 429 is the service protecting itself, not an error.
+    # Errors (5xx answers and requests that got no answer: refused, timed out, cut) among the
+    # judged requests (0.01 = 1 %). A 429 is the service protecting itself, other 4xx a wrong
+    # path or token: neither is judged, both are reported; 4xx on over 5 % of a path's answers
+    # make the check an error (it cannot tell whether the release broke the path).
     max_error_rate: float = Field(default=0.01, ge=0, le=1)
-    # Latency budgets in milliseconds from raw samples; null: not judged.
+    # Latency budgets in milliseconds from raw samples; null: not judged. All null: only
+    # --baseline judges, and without a baseline figure the check is an error, never a pass.
     p50_ms: float | None = Field(default=None, gt=0)
     p95_ms: float | None = Field(default=500.0, gt=0)
     p99_ms: float | None = Field(default=None, gt=0)
@@ -592,6 +613,19 @@ class Gates(_Strict):
         if self.deadline_s < self.probe.retry.timeout_s + self.probe.timeout_s:
             raise ValueError(
                 "deadline_s must be at least probe.retry.timeout_s + probe.timeout_s, or one converging check outlives the run"
+            )
+        minimum = self.min_samples_of("business.sync_latency")
+        round_trips = self.thresholds.sync_latency.round_trips
+        if minimum is not None and round_trips < minimum:
+            # The first word names the key the problem points at (its line): the one the policy set.
+            if "round_trips" in self.thresholds.sync_latency.model_fields_set:
+                raise ValueError(
+                    f"thresholds set sync_latency.round_trips to {round_trips}, below the min_samples of business.sync_latency "
+                    f"({minimum}): every run would be inconclusive; raise round_trips or lower min_samples"
+                )
+            raise ValueError(
+                f"min_samples of business.sync_latency ({minimum}) is above thresholds.sync_latency.round_trips ({round_trips}): "
+                "every run would be inconclusive; lower min_samples or raise round_trips"
             )
         return self
 
@@ -872,7 +906,9 @@ def _problem(model: type[BaseModel], err: Any, lines: LineIndex, shown: str) -> 
             key, line, value = dotted(loc), lines.line(loc), value.get(field, "the default")
             return Problem(shown, line, key, f"{message} (got {_short(value)})", f"change the value: {message}")
     # A token pasted where its variable's name belongs must not be echoed into logs.
-    got = "the value is not shown: it may be a secret" if loc and loc[-1] == "token_env" else f"got {_short(value)}"
+    # (And credentials written into a URL, user:pass@host.)
+    secret = bool(loc) and (loc[-1] == "token_env" or (isinstance(value, str) and "@" in value and "://" in value))
+    got = "the value is not shown: it may be a secret" if secret else f"got {_short(value)}"
     return Problem(shown, line, key, f"{message} ({got})", _fix_for(kind, err.get("ctx") or {}, message))
 
 

@@ -29,7 +29,7 @@ FRAGMENT_LENGTH = 8
 class Redactor:
     def __init__(self, secrets: Iterable[tuple[str, str]] = ()) -> None:
         self._secrets: list[tuple[str, str]] = []
-        self._fragments: list[tuple[str, re.Pattern[str]]] = []
+        self._fragments: list[tuple[str, re.Pattern[str], tuple[str, ...]]] = []
         for name, value in secrets:
             self.add(name, value)
 
@@ -43,7 +43,9 @@ class Redactor:
                 self._secrets.append((name, spelling))
         # Longest first, so a secret that contains another is replaced whole.
         self._secrets.sort(key=lambda item: len(item[1]), reverse=True)
-        self._fragments = [(name, _fragment_pattern(secret)) for name, secret in self._secrets if len(secret) > FRAGMENT_LENGTH]
+        self._fragments = [
+            (name, _fragment_pattern(secret), _windows(secret)) for name, secret in self._secrets if len(secret) > FRAGMENT_LENGTH
+        ]
 
     def __bool__(self) -> bool:
         return bool(self._secrets)
@@ -52,8 +54,11 @@ class Redactor:
         for name, secret in self._secrets:
             if secret in value:
                 value = value.replace(secret, f"[redacted:{name}]")
-        for name, pattern in self._fragments:
-            value = pattern.sub(f"[redacted:{name}]", value)
+        for name, pattern, windows in self._fragments:
+            # A plain substring test first: the alternation regex is ~10x slower over the
+            # megabytes of a load report, and almost every text holds no fragment at all.
+            if any(window in value for window in windows):
+                value = pattern.sub(f"[redacted:{name}]", value)
         return value
 
     def data(self, value: Any) -> Any:
@@ -85,13 +90,18 @@ class Redactor:
         return changed
 
 
+def _windows(secret: str) -> tuple[str, ...]:
+    """Every run of FRAGMENT_LENGTH characters of ``secret``."""
+    return tuple(sorted({secret[i : i + FRAGMENT_LENGTH] for i in range(len(secret) - FRAGMENT_LENGTH + 1)}))
+
+
 def _fragment_pattern(secret: str) -> re.Pattern[str]:
     """Matches any run of FRAGMENT_LENGTH or more characters copied from ``secret``.
 
     Every window of FRAGMENT_LENGTH characters is an alternative; the match then extends over
     as many following characters of the secret as are present (a lazy-free greedy tail).
     """
-    windows = sorted({secret[i : i + FRAGMENT_LENGTH] for i in range(len(secret) - FRAGMENT_LENGTH + 1)})
+    windows = _windows(secret)
     tail = "[" + re.escape("".join(sorted(set(secret)))) + "]*"
     return re.compile("(?:" + "|".join(re.escape(w) for w in windows) + ")" + tail)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 from releasegate._exceptions import ProbeError, ProbeTimeout
 from releasegate.probes import consistency
 from releasegate.probes.consistency import Answer, Poll, ReadHistory
@@ -112,17 +114,27 @@ def test_a_read_that_never_answers_is_unmeasured() -> None:
     assert history.evidence()["errored_polls"] == len(history.polls)
 
 
-def test_5xx_is_no_usable_answer_but_a_4xx_is_an_answer_without_the_write() -> None:
+@pytest.mark.parametrize("status", [500, 503, 401, 403, 429])
+def test_5xx_401_403_and_a_standing_429_are_no_usable_answer(status: int) -> None:
+    # An identity refused, a throttled gate or a failing service say nothing about the write:
+    # the read could not be measured, it is not stale.
     time = FakeTime()
 
-    async def unavailable() -> Answer:
-        return Answer(503, ("status 503, expected 200",), "upstream down")
+    async def unreadable() -> Answer:
+        return Answer(status, (f"status: expected 200, got {status}",), "no")
 
-    async def forbidden() -> Answer:
-        return Answer(403, ("status 403, expected 200",), "not a participant")
+    history = watch(time, unreadable, window_s=0.3)
+    assert history.visibility == "unmeasured"
+    assert history.evidence()["last_error"].startswith(f"HTTP {status}")
 
-    assert watch(time, unavailable, window_s=0.3).visibility == "unmeasured"
-    assert watch(time, forbidden, window_s=0.3).visibility == "stale"
+
+def test_a_404_is_an_answer_without_the_write() -> None:
+    time = FakeTime()
+
+    async def not_found() -> Answer:
+        return Answer(404, ("status: expected 200, got 404",), "no such message")
+
+    assert watch(time, not_found, window_s=0.3).visibility == "stale"
 
 
 def test_a_zero_window_polls_exactly_once() -> None:

@@ -7,16 +7,21 @@ golden set against the reference assistant itself (no network): healthy 100 %, b
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from loopback import refused_port
 from releasegate._exceptions import ProbeError
 from releasegate._yaml import load_yaml
-from releasegate.config import validate_model
+from releasegate.config import Gates, validate_model
 from releasegate.probes import golden
+from releasegate.probes.http import HttpSettings
 from releasegate.reference.assistant import Assistant
+from releasegate.scenarios import runner
+from releasegate.scenarios.loader import load_folder
 from releasegate.scenarios.model import GoldenCase, GoldenCheck, GoldenSet
 
 SHIPPED = Path(__file__).resolve().parents[2] / "scenarios" / "golden" / "python_basics.yaml"
@@ -53,11 +58,62 @@ def test_an_untagged_block_is_used_when_there_is_no_tagged_one_and_else_the_whol
     assert golden.code_block("z = 3", {"python"}) == "z = 3"
 
 
+def test_fences_open_anywhere_take_the_first_word_as_tag_and_close_at_the_next_fence() -> None:
+    reply = "see ```Python3 {.numberLines}\nx = 1 ```tail\n```\nlast\n```"
+    assert list(golden.fenced_blocks(reply)) == [("Python3", "x = 1 "), ("", "last\n")]
+    # An opening fence without a line break or without a closing fence is no block
+    assert list(golden.fenced_blocks("```python x = 1```")) == []
+    assert list(golden.fenced_blocks("```python\nx = 1")) == []
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["```" + "x" * (1 << 20), "`" * (1 << 20), "```py\n" + "a" * (1 << 20), "```\n```" * 150_000],
+    ids=["one-long-fence-line", "only-backticks", "never-closed", "many-empty-blocks"],
+)
+def test_finding_code_blocks_is_linear_on_a_hostile_megabyte(hostile: str) -> None:
+    # A regex with backtracking took seconds on 64 KiB and minutes on 1 MiB of such text. The
+    # bound is generous: it guards against quadratic blowup, it does not measure speed.
+    started = time.perf_counter()
+    golden.code_block(hostile, {"python"})
+    assert time.perf_counter() - started < 5
+
+
+def test_a_reply_over_the_cap_fails_its_case_unread() -> None:
+    case = GoldenCase.model_validate(
+        {"name": "huge", "prompt": "p", "checks": [{"regex": "x"}, {"python_parses": True}, {"json_schema": {"type": "object"}}]}
+    )
+    started = time.perf_counter()
+    result = golden.grade("set", case, "```" + "x" * (1 << 20))
+    assert time.perf_counter() - started < 5
+    assert not result.passed and result.reply_chars == (1 << 20) + 3
+    assert result.why() == f"reply length: reply too long: {(1 << 20) + 3} characters, more than {golden.MAX_REPLY_CHARS}; not graded"
+
+
+def test_a_reply_just_under_the_cap_is_graded_in_bounded_time() -> None:
+    case = GoldenCase.model_validate(
+        {"name": "big", "prompt": "p", "checks": [{"regex": "(a+)+b"}, {"python_parses": True}, {"json_schema": {"type": "object"}}]}
+    )
+    started = time.perf_counter()
+    result = golden.grade("set", case, "`" * (golden.MAX_REPLY_CHARS - 1))
+    assert time.perf_counter() - started < 5
+    assert not result.passed and len(result.grades) == 3
+
+
 # --- regex, not_regex, min_length -----------------------------------------------------------------
 
 
 def test_regex_is_searched_anywhere_in_the_reply() -> None:
     assert graded("use sorted(items)", regex=r"sorted\(").passed
+
+
+def test_regexes_search_only_the_first_64_kib_of_a_reply() -> None:
+    # Documented in golden/README.md: the reply comes from the service under test, the pattern
+    # from the golden file; bounding the text bounds a backtracking pattern's work.
+    reply = "x" * golden.MAX_MATCHED_CHARS + "eval("
+    assert not graded(reply, regex=r"eval\(").passed
+    assert graded(reply, not_regex=r"eval\(").passed
+    assert graded("eval(" + reply, regex=r"eval\(").passed
     result = graded("use items.sort()", regex=r"sorted\(")
     assert not result.passed and result.reason == "no match in the reply"
 
@@ -227,11 +283,13 @@ def test_every_case_is_asked_in_order_and_graded() -> None:
     assert result.pass_rate == 0.5 and result.not_run == 0
 
 
-def test_a_driver_failure_makes_that_case_an_error_that_counts_against_the_rate() -> None:
+def test_a_driver_failure_makes_that_case_unanswered_not_a_failure() -> None:
     sets = {"s": golden_set(("a", [{"regex": "yes"}]), ("b", [{"regex": "yes"}]))}
     result = run(sets, replies({"prompt a": "yes", "prompt b": ProbeError("the reply did not arrive within 3000 ms")}))
     assert result.results[1].error == "no reply: the reply did not arrive within 3000 ms"
-    assert result.pass_rate == 0.5
+    # The rate is over the answered cases; the unanswered one bounds it from both sides.
+    assert result.pass_rate == 1.0 and result.samples == 1
+    assert result.rate_range() == (0.5, 1.0)
 
 
 def test_a_case_that_outlives_its_timeout_is_an_error() -> None:
@@ -265,7 +323,7 @@ def test_after_three_errors_without_a_reply_the_rest_are_not_sent() -> None:
     assert result.pass_rate is None
 
 
-def test_cases_left_when_the_time_budget_is_spent_count_against_the_rate() -> None:
+def test_cases_left_when_the_time_budget_is_spent_are_unanswered_not_a_smaller_sample() -> None:
     now = [0.0]
 
     async def slow(set_name: str, golden_set: GoldenSet, prompt: str) -> str:
@@ -274,11 +332,13 @@ def test_cases_left_when_the_time_budget_is_spent_count_against_the_rate() -> No
 
     sets = {"s": golden_set(*((f"c{i}", [{"regex": "y"}]) for i in range(5)))}
     result = run(sets, slow, budget_s=10, clock=lambda: now[0])
-    # Three replies fit into 10 s; the other two were never sent and are errors, not a smaller sample
-    assert result.samples == 5 and result.passed == 3 and result.not_run == 0
+    # Three replies fit into 10 s; the other two were never sent and are unanswered cases
+    assert result.samples == 3 and result.passed == 3 and result.not_run == 0 and len(result.errors) == 2
     assert result.results[4].error == "not sent: the time budget of 10 s was spent"
     assert result.notes == ("the time budget of 10 s was spent after 3 cases",)
-    assert result.pass_rate == 0.6
+    assert result.pass_rate == 1.0 and result.rate_range() == (0.6, 1.0)
+    # ... which the judge cannot ignore: 60 % or 100 % is the difference between failing and passing
+    assert golden.judge(result, min_pass_rate=0.9, max_drop_points=5).outcome == "error"
 
 
 # --- judging ------------------------------------------------------------------------------------
@@ -315,11 +375,37 @@ def test_exactly_the_minimum_passes() -> None:
     assert golden.judge(golden_run(8, failed=2), min_pass_rate=0.9, max_drop_points=5).outcome == "failed"
 
 
-def test_errored_cases_count_as_failures_and_are_listed() -> None:
-    finding = golden.judge(golden_run(4, errors=1), min_pass_rate=0.9, max_drop_points=5)
-    assert finding.outcome == "failed"
-    assert finding.summary.endswith("failing: s/e0 (first: no reply: cannot connect)")
-    assert finding.evidence["errors"] == 1
+def test_unanswered_cases_that_could_flip_the_verdict_make_it_inconclusive() -> None:
+    # Given 9 passing cases and two without a reply: 100 % if they passed, 81.8 % if they failed
+    finding = golden.judge(golden_run(9, errors=2), min_pass_rate=0.9, max_drop_points=5)
+    # Then the gate cannot say whether the model is good enough
+    assert finding.outcome == "error"
+    assert finding.summary.startswith("inconclusive: pass rate 100 % (9 of 9 golden cases; 2 more got no reply)")
+    assert "as failures gives 81.82 %, as passes 100 %" in finding.summary
+    assert "(first: s/e0: no reply: cannot connect)" in finding.summary
+    assert finding.evidence["errors"] == 2 and finding.evidence["samples"] == 9
+    assert finding.evidence["pass_rate_range"] == [0.8182, 1.0]
+
+
+def test_unanswered_cases_that_cannot_flip_the_verdict_are_reported_apart() -> None:
+    # 19 of 20 passing: even a second unanswered failure would leave 90.5 %
+    passing = golden.judge(golden_run(19, failed=0, errors=1), min_pass_rate=0.9, max_drop_points=5)
+    assert passing.outcome == "passed"
+    assert passing.summary == "pass rate 100 % (19 of 19 golden cases; 1 more got no reply)"
+    assert passing.observed == {"pass_rate": 1.0, "passed": 19, "samples": 19, "unanswered": 1}
+    # 2 of 10 passing: even counted as passes the unanswered one leaves 27 %
+    failing = golden.judge(golden_run(2, failed=8, errors=1), min_pass_rate=0.9, max_drop_points=5)
+    assert failing.outcome == "failed"
+    assert failing.summary.startswith("pass rate 20 % (2 of 10 golden cases; 1 more got no reply) is below the 90 % minimum")
+    assert "s/e0" not in failing.summary  # listed in the evidence, not counted as a failing case
+    assert failing.evidence["errors"] == 1
+
+
+def test_an_unanswered_case_can_flip_a_baseline_comparison_too() -> None:
+    base = golden.BaselineRate("verdict old/verdict.json", 1.0)
+    # 19 of 19 answered pass, the minimum is met either way, but 19/20 is exactly 5 points behind and 19/21 is 9.5
+    finding = golden.judge(golden_run(19, errors=2), min_pass_rate=0.5, max_drop_points=5, baseline=base)
+    assert finding.outcome == "error" and finding.summary.startswith("inconclusive")
 
 
 def test_no_reply_at_all_is_could_not_measure() -> None:
@@ -375,3 +461,21 @@ def test_the_shipped_golden_set_tells_the_reference_assistant_from_bad_model(deg
     result = run(sets, ask)
     assert result.samples >= 5
     assert result.pass_rate == rate, [r.why() for r in result.results if not r.passed]
+
+
+def test_no_prompt_is_sent_past_the_runs_deadline(tmp_path: Path) -> None:
+    # Given a golden set whose driver would ask a service, and a run whose deadline has passed
+    (tmp_path / "drivers").mkdir()
+    (tmp_path / "golden").mkdir()
+    driver = (
+        "inputs: {prompt: null}\noutputs: [reply]\nsteps:\n  - name: ask\n    http: {url: '/ask?q=${prompt}'}\n    save: {reply: $.text}\n"
+    )
+    (tmp_path / "drivers" / "ask.yaml").write_text(driver, encoding="utf-8")
+    (tmp_path / "golden" / "set.yaml").write_text("driver: ask\ncases: [{name: a, prompt: p, checks: [{regex: x}]}]\n", encoding="utf-8")
+    suite = load_folder(tmp_path)
+    ctx = runner.RunContext(f"https://127.0.0.1:{refused_port()}", None, {"primary": "tok-0123456789"}, HttpSettings(2, 1024))
+    # When the golden cases run
+    result = asyncio.run(golden.golden_run(suite, ctx, Gates(), end=time.monotonic() - 1))
+    # Then none was sent, and the check cannot judge
+    assert [r.error for r in result.results] == ["not sent: the time budget of 0 s was spent"]
+    assert golden.judge(result, min_pass_rate=0.9, max_drop_points=5).outcome == "error"

@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from releasegate.probes.api import ApiAnswer
-from releasegate.scenarios.expectations import MISSING, check_answer, check_match, matcher_definition_problems, matcher_problems
+from releasegate.scenarios.expectations import (
+    MAX_MATCHED_CHARS,
+    MISSING,
+    check_answer,
+    check_match,
+    matcher_definition_problems,
+    matcher_problems,
+)
 from releasegate.scenarios.model import Expect
 
 
@@ -103,3 +110,16 @@ def test_matcher_definitions_are_checked_before_any_run() -> None:
     assert "unknown matcher key 'regex'" in matcher_definition_problems({"regex": "x"})[0]
     assert "invalid regular expression" in matcher_definition_problems({"matches": "(unclosed"})[0]
     assert "at least one test" in matcher_definition_problems({})[0]
+
+
+def test_matches_searches_only_the_first_64_kib_of_a_value() -> None:
+    # The value comes from the service under test: bounding it bounds a backtracking pattern's work.
+    long = "x" * MAX_MATCHED_CHARS + "needle"
+    assert matcher_problems({"matches": "needle"}, long, "$.text") != []
+    assert matcher_problems({"matches": "needle"}, "needle" + long, "$.text") == []
+
+
+def test_a_body_nested_past_the_recursion_limit_is_not_json() -> None:
+    deep = answer(200, b"[" * 100_000 + b"]" * 100_000)
+    [problem] = check_answer(Expect.model_validate({"json": {"$[0]": 1}}), deep, {})
+    assert problem.startswith("body: not JSON ('the JSON is nested too deeply to read')")

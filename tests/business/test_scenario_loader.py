@@ -286,3 +286,63 @@ def test_http_path_is_another_spelling_of_url(tmp_path: Path) -> None:
     step = suite.workflows["flow"].scenario.steps[0]
     assert step.http is not None and step.http.url == "/api/v1/me"
     assert os.fspath(suite.folder) == os.fspath(tmp_path)
+
+
+def test_a_consistency_read_must_look_for_the_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given reads whose expectations would hold on the first poll whether or not the write shows
+    monkeypatch.setenv("RG_TEST_TOKEN", "tok-123456789")
+    write(tmp_path, "scenarios/drivers/post.yaml", "inputs: {marker: null}\noutputs: [conversation_id]\n" + CREATE)
+    target = write(
+        tmp_path,
+        "target.yaml",
+        """\
+        name: t
+        base_url: https://127.0.0.1:9
+        auth: {token_env: RG_TEST_TOKEN}
+        scenarios: scenarios
+        consistency:
+          write: post
+          reads:
+            - {url: "/c/${conversation_id}/m"}
+            - {url: "/c/${conversation_id}/m", expect: {status: 200}}
+            - url: "/c/${conversation_id}/m"
+              expect: {json: {"$.last.conversation": "${conversation_id}"}}
+            - url: "/c/${conversation_id}"
+              expect: {status: 200, json: {"$.title": {contains: "t"}}}
+        """,
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        load_scenarios(load_target(target))
+
+    # Then the default (body contains ${marker}) and a read naming an output are fine; the others are named
+    problems = [(p.line, p.key) for p in caught.value.problems]
+    assert problems == [(9, "consistency.reads[1].expect"), (13, "consistency.reads[3].expect")]
+    assert "does not look for the write: it names none of ${conversation_id}, ${marker}" in caught.value.problems[0].message
+
+
+def test_golden_regexes_and_schemas_are_checked_when_the_folder_loads(tmp_path: Path) -> None:
+    write(tmp_path, "drivers/ask.yaml", "inputs: {prompt: null}\noutputs: [reply]\n" + CREATE.replace("conversation_id", "reply"))
+    golden = write(
+        tmp_path,
+        "golden/set.yaml",
+        """\
+        driver: ask
+        cases:
+          - name: one
+            prompt: p
+            checks:
+              - regex: 'fine'
+              - not_regex: '(unclosed'
+              - json_schema: {type: no-such-type}
+        """,
+    )
+
+    problems = problems_of(tmp_path)
+
+    assert [(p.file, p.line, p.key) for p in problems] == [
+        (str(golden), 7, "cases[0].checks[1].not_regex"),
+        (str(golden), 8, "cases[0].checks[2].json_schema"),
+    ]
+    assert "'(unclosed' is not a valid regular expression" in problems[0].message
+    assert "not a valid JSON schema" in problems[1].message

@@ -22,7 +22,7 @@ from loopback import refused_port
 from releasegate.cli import main
 from releasegate.config import LoadedTarget, load_target
 from releasegate.probes.http import HttpSettings, ssl_context
-from releasegate.reference.demo import TOKEN_ENV, DemoDeployment, running
+from releasegate.reference.demo import PASSWORD_ENV, TOKEN_ENV, USER_ENV, DemoDeployment, running
 from releasegate.scenarios import ScenarioSuite, load_scenarios, runner
 from releasegate.scenarios.loader import LoadedScenario, load_folder
 
@@ -128,13 +128,14 @@ def test_a_refused_upgrade_is_failed_but_a_refused_connection_is_error(tmp_path:
 
     refused = runner.run_blocking(unknown_room, ctx)
     closed = runner.run_blocking(
-        unknown_room, runner.RunContext("https://127.0.0.1:1", f"wss://127.0.0.1:{refused_port()}/ws", {}, ctx.http)
+        unknown_room, runner.RunContext("https://127.0.0.1:1", f"wss://127.0.0.1:{refused_port()}/ws", ctx.tokens, ctx.http)
     )
 
     assert refused.finding().outcome == "failed"
     assert refused.failure is not None and refused.failure.response is not None and refused.failure.response["status"] == 404
     assert closed.finding().outcome == "error"
     assert closed.failure is not None and closed.failure.response is None
+    assert closed.failure.reason.startswith("cannot connect")
 
 
 def test_an_unreachable_service_is_error_not_failed(suite: ScenarioSuite, ctx: runner.RunContext) -> None:
@@ -177,13 +178,21 @@ def test_the_gate_runs_one_check_per_workflow_and_promotes(deployment: DemoDeplo
     assert rows["business.scenario.tool_run"]["evidence"]["subject"] == "tool_run"
 
 
-def test_a_failing_step_is_reported_with_request_and_response_and_never_the_token(deployment: DemoDeployment, tmp_path: Path) -> None:
+def test_a_failing_step_is_reported_with_request_and_response_and_never_the_token(
+    deployment: DemoDeployment, tmp_path: Path, ctx: runner.RunContext
+) -> None:
     folder = tmp_path / "scenarios"
     folder.mkdir()
     (folder / "checkout.yaml").write_text(
         "steps:\n  - name: who am i\n    http: {url: /api/v1/me, as: primary}\n    expect: {status: 200, json: {$.username: nobody}}\n",
         encoding="utf-8",
     )
+
+    # The runner's own evidence holds no token (the gate's redactor would hide a leak in verdict.json)
+    outcome = runner.run_blocking(load_folder(folder).workflows["checkout"], ctx)
+    assert outcome.finding().outcome == "failed"
+    assert outcome.failure is not None and outcome.failure.response is not None and outcome.failure.response["status"] == 200
+    assert os.environ[TOKEN_ENV] not in json.dumps([outcome.evidence(), outcome.finding().summary, outcome.finding().observed])
 
     code, verdict = gate(deployment.target_path, tmp_path, "--only", "business.scenario", scenarios=folder)
 
@@ -195,6 +204,58 @@ def test_a_failing_step_is_reported_with_request_and_response_and_never_the_toke
     assert failing["response"]["status"] == 200 and '"username"' in failing["response"]["body_excerpt"]
     assert row["observed"] == ["$.username: expected 'nobody', got 'alice'"]
     assert os.environ[TOKEN_ENV] not in (tmp_path / "report" / "verdict.json").read_text(encoding="utf-8")
+
+
+LOGIN = """\
+inputs: {{user: "{user}", password: "{password}"}}
+steps:
+  - name: log in
+    http: {{method: POST, url: /api/v1/auth/login, as: anonymous, json: {{username: "${{user}}", password: "${{password}}"}}}}
+    expect: {{status: {status}}}
+    save: {{access_token: "$.access_token", kind: "$.token_type"}}
+"""
+
+
+def login_flow(tmp_path: Path, *, status: int, then: str = "") -> LoadedScenario:
+    text = LOGIN.format(user=os.environ[USER_ENV], password=os.environ[PASSWORD_ENV], status=status) + then
+    (tmp_path / "login.yaml").write_text(text, encoding="utf-8")
+    return load_folder(tmp_path).workflows["login"]
+
+
+def test_a_token_saved_during_a_run_never_reaches_the_evidence(tmp_path: Path, ctx: runner.RunContext) -> None:
+    # Given a scenario that logs in, saves the token, then puts it in a URL and a header of a failing step
+    flow = login_flow(
+        tmp_path,
+        status=200,
+        then=(
+            "  - name: use it where it shows\n"
+            '    http: {url: "/api/v1/me?debug=${access_token}", as: anonymous, headers: {X-Trace: "${access_token}"}}\n'
+            "    expect: {status: 418}\n"
+        ),
+    )
+    outcome = runner.run_blocking(flow, ctx)
+    # Then the second step failed, and neither its URL, its headers nor anything else shows the token
+    assert outcome.failure is not None and outcome.failure.index == 1
+    token = outcome.saved["access_token"]
+    shown = json.dumps([outcome.evidence(), outcome.finding().summary, outcome.finding().observed])
+    assert token not in shown and token[8:30] not in shown
+    request = outcome.failure.request
+    assert request is not None and request["url"].endswith("/api/v1/me?debug=[redacted:access_token]")
+    assert request["headers"] == {"X-Trace": "[redacted:access_token]"}
+    # ... and a later run in the same context still knows it
+    assert ("access_token", token) in ctx.learned
+    assert ("kind", "Bearer") not in ctx.learned  # only variables named like credentials
+
+
+def test_a_failing_login_step_shows_neither_the_password_it_sent_nor_the_token_it_got(tmp_path: Path, ctx: runner.RunContext) -> None:
+    outcome = runner.run_blocking(login_flow(tmp_path, status=201), ctx)
+    assert outcome.failure is not None and outcome.failure.problems == ("status: expected 201, got 200",)
+    request, response = outcome.failure.request, outcome.failure.response
+    assert request is not None and response is not None
+    # (the key itself may be scrubbed too: the demo's password contains the word)
+    assert request["body_excerpt"].startswith('{"username": "alice", "') and request["body_excerpt"].endswith('": "[redacted]"}')
+    assert '"access_token":"[redacted]"' in response["body_excerpt"].replace(" ", "")
+    assert os.environ[PASSWORD_ENV] not in json.dumps(outcome.evidence())
 
 
 def deployment_url(deployment: DemoDeployment) -> str:

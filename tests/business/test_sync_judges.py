@@ -303,3 +303,28 @@ def test_action_templates_are_checked_before_anyone_connects() -> None:
 def test_nonces_have_one_width_so_none_is_a_prefix_of_another() -> None:
     assert len(sync.nonce("abcd1234", 1, 1)) == len(sync.nonce("abcd1234", 49, 9999))
     assert sync.nonce("abcd1234", 1, 1) not in sync.nonce("abcd1234", 1, 10)
+
+
+def test_a_send_held_up_by_the_server_counts_from_its_scheduled_time() -> None:
+    # Given a server that stopped reading: each send left 300 ms after its schedule, and then
+    # the event reached B 10 ms after it was finally sent
+    made = tuple(
+        RoundTrip(sync.nonce("run1", 0, i), scheduled_at=100 + i * 0.03, sent_at=100.3 + i * 0.03, received_at=100.31 + i * 0.03, copies=1)
+        for i in range(60)
+    )
+    observation = LatencyObservation(URL, SENDER, RECEIVER, made, planned=60, interval_ms=30, timeout_ms=2000)
+
+    finding = sync.judge_sync_latency(observation, SyncLatencyThresholds())
+
+    # Then the stall shows: 310 ms per event, not the 10 ms after the late send
+    assert finding.outcome == "failed", finding.summary
+    assert finding.evidence["p50_ms"] == pytest.approx(310.0)
+    assert finding.evidence["max_send_slip_ms"] == pytest.approx(300.0)
+
+
+def test_a_policy_without_any_budget_judges_nothing_and_cannot_pass() -> None:
+    # The policy model refuses every budget null; a hand-built one must not slip through as a pass
+    thresholds = SyncLatencyThresholds.model_construct(p50_ms=None, p95_ms=None, p99_ms=None, max_ms=None)
+    finding = sync.judge_sync_latency(trips([5.0] * 60), thresholds)
+    assert finding.outcome == "error"
+    assert "no latency budget is set" in finding.summary

@@ -1,7 +1,8 @@
 """The sync probes against the live reference deployment: healthy, slow-sync and sync-drop.
 
 One service start per deployment (a module-scoped fixture, parametrized; pytest runs every test of
-one deployment before starting the next). The probe core is driven directly, with a conversation
+one deployment before starting the next). A test about one deployment only skips the others rather
+than re-parametrizing the fixture, which would start that deployment a second time. The probe core is driven directly, with a conversation
 set up by plain API calls, so these tests do not depend on the scenario engine; one gate run per
 deployment then goes through ``releasegate run`` end to end, driver scenario and all.
 
@@ -36,6 +37,8 @@ ACTIONS = {
     "edit": {"type": "edit", "doc": "main.py", "text": "marker = 'NONCE'", "nonce": "NONCE"},
 }
 SECOND_USER = "bob"  # the demo's second identity
+# Backstop of run_blocking in these tests: far beyond what any probe here needs.
+BUDGET_S = 30.0
 
 
 def compose(kind: str, marker: str) -> str:
@@ -116,6 +119,11 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         )
 
 
+def only_healthy(live: Live) -> None:
+    if live.fault != "healthy":
+        pytest.skip("about the healthy deployment only")
+
+
 def test_collaboration_of_three_clients(live: Live) -> None:
     # Given three clients (primary, second, primary) in one conversation
     async def probe() -> sync.CollaborationObservation:
@@ -126,7 +134,7 @@ def test_collaboration_of_three_clients(live: Live) -> None:
         )
 
     # When each sends every kind of action twice
-    finding = sync.judge_collaboration(sync.run_blocking(probe))
+    finding = sync.judge_collaboration(sync.run_blocking(probe, BUDGET_S))
 
     # Then the verdict is the deployment's
     assert finding.outcome == live.expected.collaboration, finding.summary
@@ -157,7 +165,7 @@ def test_sync_latency_open_loop(live: Live) -> None:
         )
 
     # When A sends an edit every 30 ms, 40 times
-    finding = sync.judge_sync_latency(sync.run_blocking(probe), SyncLatencyThresholds())
+    finding = sync.judge_sync_latency(sync.run_blocking(probe, BUDGET_S), SyncLatencyThresholds())
 
     # Then the p95 budget (250 ms) decides, and the median shows the deployment's delay
     assert finding.outcome == live.expected.sync_latency, finding.summary
@@ -173,8 +181,9 @@ def test_sync_latency_open_loop(live: Live) -> None:
     assert finding.evidence["sender_ack"]["samples"] >= 20
 
 
-@pytest.mark.parametrize("live", ["healthy"], indirect=True)
 def test_a_connection_closed_for_sending_too_fast_is_an_error_naming_the_close(live: Live) -> None:
+    only_healthy(live)
+
     # Given a sender far above the reference's 50 messages per second
     async def probe() -> sync.LatencyObservation:
         url = await live.conversation()
@@ -183,15 +192,16 @@ def test_a_connection_closed_for_sending_too_fast_is_an_error_naming_the_close(l
             url, live.primary, live.second, compose_edit, count=200, interval_ms=1, timeout_ms=1000, options=live.options()
         )
 
-    finding = sync.judge_sync_latency(sync.run_blocking(probe), SyncLatencyThresholds())
+    finding = sync.judge_sync_latency(sync.run_blocking(probe, BUDGET_S), SyncLatencyThresholds())
 
     # Then it cannot judge, and says what the server said
     assert finding.outcome == "error"
     assert "closed by the server with 1008" in finding.summary
 
 
-@pytest.mark.parametrize("live", ["healthy"], indirect=True)
 def test_a_refused_join_is_a_probe_error_naming_the_client(live: Live) -> None:
+    only_healthy(live)
+
     async def probe() -> sync.CollaborationObservation:
         url = await live.conversation()
         stranger = sync.Member("second", "not-a-valid-token-at-all")
@@ -200,7 +210,7 @@ def test_a_refused_join_is_a_probe_error_naming_the_client(live: Live) -> None:
         )
 
     with pytest.raises(ProbeError, match=r"client 1 \(second\) could not join: HTTP 401"):
-        sync.run_blocking(probe)
+        sync.run_blocking(probe, BUDGET_S)
 
 
 def test_the_gate_run_end_to_end(live: Live, tmp_path: Path) -> None:
@@ -234,8 +244,8 @@ def test_the_gate_run_end_to_end(live: Live, tmp_path: Path) -> None:
     assert checks["business.sync_latency"]["evidence"]["samples"] == 30
 
 
-@pytest.mark.parametrize("live", ["healthy"], indirect=True)
 def test_a_missing_second_token_is_an_error_never_a_pass(live: Live, tmp_path: Path) -> None:
+    only_healthy(live)
     # Given a target that names no second identity, while sync joins as primary and second
     target = tmp_path / "target.yaml"
     text = live.target_path.read_text(encoding="utf-8")
@@ -250,12 +260,12 @@ def test_a_missing_second_token_is_an_error_never_a_pass(live: Live, tmp_path: P
     # Then neither passes: they could not join as second, and the gate holds
     assert (code, verdict["decision"]) == (2, "hold")
     assert [(c["outcome"], c["summary"]) for c in verdict["checks"]] == [
-        ("error", "auth.second_token_env is not set: sync.identities needs a token for second")
+        ("error", "acts as second but auth.second_token_env is not set: sync.identities needs a token for second")
     ] * 2
 
 
-@pytest.mark.parametrize("live", ["healthy"], indirect=True)
 def test_a_target_without_a_sync_section_skips_both_checks(live: Live, tmp_path: Path) -> None:
+    only_healthy(live)
     text = live.target_path.read_text(encoding="utf-8")
     start, end = text.index("\nsync:\n"), text.index("\nconsistency:")
     target = tmp_path / "target.yaml"
@@ -266,3 +276,22 @@ def test_a_target_without_a_sync_section_skips_both_checks(live: Live, tmp_path:
     verdict = json.loads((tmp_path / "report" / "verdict.json").read_text(encoding="utf-8"))
 
     assert [(c["outcome"], c["summary"]) for c in verdict["checks"]] == [("skipped", "the target names no sync section (key: sync)")] * 2
+
+
+def test_the_probe_is_cut_at_the_runs_deadline_not_after_it(live: Live, tmp_path: Path) -> None:
+    only_healthy(live)
+    # Given a run deadline of 5 s and a latency plan that needs 8 s of sending alone
+    gates = tmp_path / "gates.yaml"
+    gates.write_text(
+        "deadline_s: 5\nprobe: {timeout_s: 5, retry: {timeout_s: 0}}\nthresholds:\n  sync_latency: {round_trips: 80, interval_ms: 100}\n",
+        encoding="utf-8",
+    )
+
+    args = ["--target", str(live.target_path), "--gates", str(gates), "--report-dir", str(tmp_path / "report")]
+    main(["run", "--stage", "post-deploy", *args, "--only", "business.sync_latency"])
+    verdict = json.loads((tmp_path / "report" / "verdict.json").read_text(encoding="utf-8"))
+
+    # Then the check could not judge (a healthy service measured past the deadline would have passed)
+    (row,) = verdict["checks"]
+    assert row["outcome"] == "error", row["summary"]
+    assert "did not finish within its total budget" in row["summary"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import httpx
@@ -10,7 +11,7 @@ import pytest
 
 from loopback import Route, refused_port, serve
 from releasegate._exceptions import ProbeError, ProbeTimeout
-from releasegate.probes.api import ApiAnswer, ApiClient
+from releasegate.probes.api import ApiAnswer, ApiClient, mask_secrets_in_json_text, token_allowed
 from releasegate.probes.http import HttpSettings
 
 SETTINGS = HttpSettings(timeout_s=2.0, max_body_bytes=1024)
@@ -133,3 +134,67 @@ def test_a_refused_connection_is_a_probe_error() -> None:
 
     with pytest.raises(ProbeError, match="cannot connect"):
         asyncio.run(go())
+
+
+def test_json_nested_past_the_recursion_limit_is_a_value_error() -> None:
+    # json.loads raises RecursionError here; callers catch ValueError for "not JSON"
+    answer, _ = call(lambda request: answer_with(200, b"[" * 100_000 + b"]" * 100_000), token=None, settings=HttpSettings(2.0, 1 << 20))
+    with pytest.raises(ValueError, match="nested too deeply"):
+        answer.json()
+
+
+def test_evidence_masks_credentials_in_bodies_and_headers() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = b'{"access_token": "eyJ-issued-token", "token_type": "Bearer", "expires_in": 900}'
+        return answer_with(200, body, {"X-Session-Id": "s-123456", "Content-Type": "application/json"})
+
+    answer, _ = call(handler, "POST", "/login", token=None, json={"username": "alice", "password": "hunter2-secret"})
+
+    evidence = answer.evidence()
+    assert evidence["body_excerpt"] == '{"access_token": "[redacted]", "token_type": "[redacted]", "expires_in": 900}'
+    assert evidence["request_body_excerpt"] == '{"username": "alice", "password": "[redacted]"}'
+    assert evidence["headers"]["x-session-id"] == "[redacted]"
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ('{"password":"p","user":"u"}', '{"password":"[redacted]","user":"u"}'),
+        ('{"apiKey": 12345, "n": 1}', '{"apiKey": "[redacted]", "n": 1}'),
+        ('{"a": {"refresh_token": "r\\"x"}, "b": ["token"]}', '{"a": {"refresh_token": "[redacted]"}, "b": ["token"]}'),
+        ('{"session": {"id": 1}}', '{"session": {"id": 1}}'),  # objects keep their own keys checked
+        ('{"title": "my token: abc"}', '{"title": "my token: abc"}'),  # a value, not a key
+        ('{"access_token": "cut-at-the-end-of-the-excer', '{"access_token": "[redacted]"'),
+    ],
+)
+def test_json_values_at_credential_keys_are_masked(text: str, masked: str) -> None:
+    assert mask_secrets_in_json_text(text) == masked
+
+
+@pytest.mark.parametrize("hostile", ['"token' * 200_000, '"a\\' * 300_000 + "token", '"token":' * 150_000, "\\" * 1_000_000])
+def test_masking_is_linear_on_hostile_text(hostile: str) -> None:
+    # A generous bound against quadratic backtracking, not a speed test.
+    started = time.perf_counter()
+    mask_secrets_in_json_text(hostile)
+    assert time.perf_counter() - started < 5
+
+
+@pytest.mark.parametrize(
+    ("url", "explicit", "problem"),
+    [
+        ("https://svc.test/api/x", False, None),
+        ("wss://svc.test/ws", False, None),  # the base_url's origin over WebSocket
+        ("wss://sync.svc.test:8443/ws", False, None),  # the ws_url's origin
+        ("https://sync.svc.test:8443/api", False, None),  # ... over HTTP
+        ("http://127.0.0.1:8080/x", False, "would send the token to 127.0.0.1, which is neither"),
+        ("http://127.0.0.1:8080/x", True, None),  # loopback: clear text does not cross a network
+        ("https://replica.test/x", False, "would send the token to replica.test, which is neither"),
+        ("https://replica.test/x", True, None),
+        ("http://replica.test/x", True, "would send the token in clear to replica.test (http://)"),
+        ("ws://svc.test/ws", False, "would send the token in clear to svc.test (ws://)"),
+        ("https://svc.test:444/x", False, "would send the token to svc.test, which is neither"),  # another port, another origin
+    ],
+)
+def test_a_token_goes_only_to_the_targets_origins_unless_chosen_and_never_in_clear(url: str, explicit: bool, problem: str | None) -> None:
+    found = token_allowed(url, "https://svc.test", "wss://sync.svc.test:8443/ws", explicit=explicit)
+    assert found == problem if problem is None else (found is not None and found.startswith(problem))

@@ -3,7 +3,9 @@
 Debian's ``prometheus`` package (the binary only: no systemd unit is involved). Each run gets a
 temporary config (1 s scrape interval, https with the service's own CA) and TSDB folder, listens
 on 127.0.0.1 only, logs to a file in its folder, and is always stopped: SIGTERM, then SIGKILL if
-it has not exited within a few seconds.
+it has not exited within a few seconds. The free port is found by binding port 0 and letting it
+go, so another process may take it before Prometheus binds it: then it is started once more on
+another port.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ from typing import Any
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 SCRAPE_INTERVAL = "1s"
+START_ATTEMPTS = 2  # a second one only when the first port was taken meanwhile
+
+
+class PortTaken(RuntimeError):
+    """Prometheus exited because its port was taken between free_port() and its bind."""
 
 
 @dataclass(frozen=True)
@@ -111,8 +118,29 @@ def running_prometheus(binary: str, jobs: Sequence[ScrapeJob], workdir: Path) ->
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "prometheus.yml"
     config.write_text(render_config(jobs), encoding="utf-8")
-    port = free_port()
-    prometheus = RunningPrometheus(url=f"http://127.0.0.1:{port}", workdir=workdir)
+    for attempt in range(1, START_ATTEMPTS + 1):
+        port = free_port()
+        prometheus = RunningPrometheus(url=f"http://127.0.0.1:{port}", workdir=workdir)
+        process = _start(binary, config, workdir, port)
+        try:
+            _wait_ready(process, prometheus)
+            break
+        except PortTaken:
+            _stop(process)
+            if attempt == START_ATTEMPTS:
+                raise
+        except BaseException:
+            _stop(process)
+            raise
+    try:
+        for job in jobs:
+            prometheus.wait_until(f'up{{job="{job.job}"}}', lambda v: v == 1, timeout_s=STARTUP_TIMEOUT_S, what=f"target {job.job} up")
+        yield prometheus
+    finally:
+        _stop(process)
+
+
+def _start(binary: str, config: Path, workdir: Path, port: int) -> subprocess.Popen[bytes]:
     command = [
         binary,
         f"--config.file={config}",
@@ -122,21 +150,17 @@ def running_prometheus(binary: str, jobs: Sequence[ScrapeJob], workdir: Path) ->
         "--log.level=warn",
     ]
     with (workdir / "prometheus.log").open("wb") as log:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
-    try:
-        _wait_ready(process, prometheus)
-        for job in jobs:
-            prometheus.wait_until(f'up{{job="{job.job}"}}', lambda v: v == 1, timeout_s=STARTUP_TIMEOUT_S, what=f"target {job.job} up")
-        yield prometheus
-    finally:
-        _stop(process)
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
 
 
 def _wait_ready(process: subprocess.Popen[bytes], prometheus: RunningPrometheus) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"prometheus exited with {process.returncode}:\n{prometheus.log()}")
+            log = prometheus.log()
+            if "address already in use" in log:
+                raise PortTaken(f"prometheus could not bind {prometheus.url}:\n{log}")
+            raise RuntimeError(f"prometheus exited with {process.returncode}:\n{log}")
         try:
             with urllib.request.urlopen(f"{prometheus.url}/-/ready", timeout=1) as response:  # noqa: S310 - loopback http
                 if response.status == 200:

@@ -278,3 +278,80 @@ def test_queries_get_the_selector_and_window_and_nothing_else_is_touched() -> No
     assert '{status=~"5..",job="api"}[30s]' in rendered
     assert "$" not in rendered
     assert render("x{$selector} $unknown", selector="", window="5m") == "x{} $unknown"
+
+
+# --------------------------------------------------------------------------- 4xx: the probe's mistake, or a broken path
+
+
+def test_a_path_the_release_broke_with_404_is_an_error_not_watered_down_by_the_others() -> None:
+    # Given /api/v1/me healthy and /api/v1/conversations answering 404 on every request
+    observation = window(*answered(20), *answered(20, status=404, latency_ms=1.0, path="/api/v1/conversations"))
+    for judge in (judge_error_rate, judge_latency):
+        finding = judge(observation, POLICY)
+        # Then neither check passes on the strength of the healthy path
+        assert finding.outcome == "error", finding.summary
+        assert "/api/v1/conversations: no 2xx/3xx answer (404 x20): check slo.paths or the token" in finding.summary
+        assert finding.evidence["client_errors_4xx"] == 20
+        assert finding.evidence["by_path"]["/api/v1/conversations"]["client_errors_4xx"] == 20
+
+
+def test_a_few_4xx_are_reported_apart_and_left_out_of_the_rate_and_the_latency() -> None:
+    # Given 1 of 40 answers a 404 (2.5 %, under the 5 % a path may have) with a fast latency
+    observation = window(*answered(39, latency_ms=50.0), *answered(1, status=404, latency_ms=0.1))
+    error_rate, latency = judge_error_rate(observation, POLICY), judge_latency(observation, POLICY)
+    assert (error_rate.outcome, latency.outcome) == ("passed", "passed"), (error_rate.summary, latency.summary)
+    # Then the 404 is neither a success in the denominator nor a (flattering) latency sample
+    assert error_rate.evidence["samples"] == 39
+    assert latency.evidence["samples"] == 39 and latency.evidence["min_ms"] == 50.0
+    assert error_rate.evidence["client_errors_4xx"] == 1
+
+
+def test_4xx_on_more_than_5_percent_of_a_paths_answers_cannot_be_judged() -> None:
+    # Given 3 of 40 answers 401: not rare enough to be the probe's stray mistake
+    observation = window(*answered(37), *answered(3, status=401))
+    finding = judge_error_rate(observation, POLICY)
+    assert finding.outcome == "error"
+    assert "3 of 40 answers were 4xx (200 x37, 401 x3), over 5%" in finding.summary
+    assert finding.evidence["path_problems"] == [
+        "/api/v1/me: 3 of 40 answers were 4xx (200 x37, 401 x3), over 5%: a release that broke the path cannot be told "
+        "from a wrong path or token"
+    ]
+
+
+def test_a_path_that_only_fails_on_the_server_side_fails_the_error_rate() -> None:
+    # A violation outweighs what could not be judged: a path answering only 500 is a failure
+    observation = window(*answered(20), *answered(20, status=500, path="/api/v1/conversations"))
+    finding = judge_error_rate(observation, POLICY)
+    assert finding.outcome == "failed"
+    assert "also: path /api/v1/conversations: no 2xx/3xx answer" in finding.summary
+
+
+# --------------------------------------------------------------------------- a check that judged nothing
+
+
+def test_latency_without_any_budget_needs_a_baseline_figure_or_it_is_an_error() -> None:
+    # Given every latency budget null: only --baseline can judge
+    policy = SloThresholds(p50_ms=None, p95_ms=None, p99_ms=None)
+    observation = window(*answered(40, latency_ms=5.0))
+    finding = judge_latency(observation, policy)
+    assert finding.outcome == "error"
+    assert "no latency budget is set" in finding.summary
+    # A baseline without a p95 judges nothing either
+    assert judge_latency(observation, policy, BaselineFigures("b", error_rate=0.0, p95_ms=None)).outcome == "error"
+    # With a baseline figure the check judges, and passes
+    assert judge_latency(observation, policy, BaselineFigures("b", error_rate=0.0, p95_ms=5.0)).outcome == "passed"
+
+
+def test_a_saved_verdict_that_was_not_promoted_is_used_but_the_evidence_says_so(tmp_path: Path) -> None:
+    saved = SavedVerdict(
+        tmp_path / "verdict.json",
+        "post-deploy",
+        "prod",
+        {"slo.error_rate": {"error_rate": 0.2}, "slo.latency": {"p95_ms": 41.5}},
+        "rollback",
+    )
+    figures = figures_of_saved(saved)
+    assert figures.error_rate == 0.2
+    finding = judge_error_rate(window(*answered(40)), POLICY, figures)
+    assert "decision rollback" in finding.evidence["baseline"]["source"]
+    assert "decided rollback, not promote" in finding.evidence["baseline"]["caveat"]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Coroutine
+import time
+from collections.abc import Callable, Coroutine, Sequence
 
 import httpx
 import pytest
@@ -20,6 +21,9 @@ from releasegate.probes.slo import Endpoint, SloObservation, probe_async
 
 Handler = Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]
 TOKEN = "t0ken-for-the-fake-service-0123456789"
+# How far a request may leave from its due time on a busy 2-core CI machine; a closed loop
+# (each request waiting for the previous answer) would be off by hundreds of milliseconds.
+DEPARTURE_TOLERANCE_MS = 60.0
 
 
 def endpoint(host: str, *, timeout_s: float = 2.0) -> Endpoint:
@@ -47,15 +51,17 @@ def respond(status: int, headers: dict[str, str] | None = None) -> httpx.Respons
 
 
 class Recorder:
-    """A fake service that answers after ``delay_s`` and remembers what it saw."""
+    """A fake service that answers after ``delay_s`` and remembers what it saw, and when."""
 
     def __init__(self, delay_s: float = 0.0, status: int = 200) -> None:
         self.delay_s, self.status = delay_s, status
         self.seen: list[tuple[str, str]] = []
+        self.spans: list[tuple[float, float]] = []  # (arrived, answered) per request, perf_counter seconds
         self.in_flight = self.max_in_flight = 0
         self.authorized = True
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
+        arrived = time.perf_counter()
         self.seen.append((request.url.host, request.url.path))
         self.authorized &= request.headers.get("authorization") == f"Bearer {TOKEN}"
         self.in_flight += 1
@@ -64,19 +70,64 @@ class Recorder:
             await asyncio.sleep(self.delay_s)
         finally:
             self.in_flight -= 1
+            self.spans.append((arrived, time.perf_counter()))
         return respond(self.status)
 
 
-def test_requests_leave_on_schedule_whether_or_not_earlier_ones_answered() -> None:
+def most_at_once(spans: Sequence[tuple[float, float]]) -> int:
+    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    now = peak = 0
+    for _, step in edges:
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
+def test_requests_leave_when_due_whether_or_not_earlier_ones_answered() -> None:
     # Given a service that takes 0.3 s per answer and 10 requests due over 0.2 s
     service = Recorder(delay_s=0.3)
     (observation,) = run(service, endpoint("svc"), requests=10, window_s=0.2)
-    # Then they overlapped instead of queueing behind each other (a closed loop would hide a stall)
-    assert service.max_in_flight >= 5
     assert len(observation.samples) == 10
+    # Then the requests actually left on the even schedule (request i at i * 20 ms), not each
+    # after the previous answer (a closed loop would hide a stall)
+    timed = sorted(service.spans)[-10:]  # the warm-up requests came first
+    departures_ms = [(start - timed[0][0]) * 1000 for start, _ in timed]
+    for i, departure in enumerate(departures_ms):
+        assert abs(departure - i * 20) <= DEPARTURE_TOLERANCE_MS, departures_ms
+    assert most_at_once(timed) >= 5
     assert all(s.latency_ms is not None and s.latency_ms >= 300 for s in observation.samples)
-    # The schedule is even: request i is due at i * window / requests
-    assert [round(s.at_ms) for s in observation.samples] == [i * 20 for i in range(10)]
+    assert [round(s.at_ms) for s in observation.samples] == [i * 20 for i in range(10)]  # recorded as due
+
+
+def test_a_request_is_timed_from_when_it_was_due_so_a_lagging_event_loop_counts() -> None:
+    # Given requests due every 20 ms, and the service blocks the whole event loop for 150 ms
+    # while answering the first /b request (due at 20 ms)
+    blocked = False
+
+    async def blocking(request: httpx.Request) -> httpx.Response:
+        nonlocal blocked
+        if request.url.path == "/b" and not blocked:
+            blocked = True
+            time.sleep(0.15)  # blocking on purpose: nothing else on the loop runs meanwhile
+        return respond(200)
+
+    (observation,) = run(blocking, endpoint("svc"), paths=("/a", "/b"), requests=10, window_s=0.2)
+    # Then the requests due meanwhile could not leave before 170 ms, and their latency says so
+    # (timed from the send, each would look instant)
+    for sample in observation.samples[2:8]:
+        assert sample.latency_ms is not None and sample.latency_ms >= 170 - sample.at_ms - 1, sample
+
+
+def test_the_warm_up_opens_about_as_many_connections_as_the_window_keeps_busy() -> None:
+    # Given a 0.1 s service and 50 requests per second: about five outstanding at any time
+    service = Recorder(delay_s=0.1)
+    (observation,) = run(service, endpoint("svc"), requests=10, window_s=0.2, max_in_flight=3)
+    # Then after one timing request, as many as the cap allows were sent at once before the window
+    assert observation.warm_up_requests == 1 + 3
+    assert most_at_once(sorted(service.spans)[1:4]) == 3
+    # And a fast service needs its one connection only
+    (fast,) = run(Recorder(), endpoint("svc"), requests=10, window_s=0.5)
+    assert fast.warm_up_requests == 1
 
 
 def test_paths_round_robin_and_every_request_carries_the_token() -> None:
@@ -131,13 +182,15 @@ def test_a_429_with_retry_after_is_waited_out_and_one_without_stands_unjudged() 
             return respond(429)  # no Retry-After: the client does not guess
         if not throttled_once:
             throttled_once = True
-            return respond(429, {"Retry-After": "0"})
+            return respond(429, {"Retry-After": "1"})
         return respond(200)
 
     # The warm-up goes to the first path (/never), so the first timed /wait request meets the one 429
     (observation,) = run(throttling, endpoint("svc"), paths=("/never", "/wait"), requests=8)
     waited = [s for s in observation.samples if s.throttle_waits]
     assert [(s.path, s.status, s.throttle_waits) for s in waited] == [("/wait", 200, 1)]
+    # The 1 s Retry-After sleep is the probe's choice, not the service's latency: it is taken out
+    assert (waited[0].latency_ms or 0.0) < 1000
     assert observation.throttled == 4  # every /never request: reported, not judged
     assert observation.judged == 4
     assert observation.error_rate == 0.0

@@ -10,10 +10,12 @@ figure in its evidence. Skipped locally without the binary, a failure under RELE
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import prometheus_server
 import pytest
 from prometheus_server import RunningPrometheus, ScrapeJob, running_prometheus
 from slo_reference import SLO_PLAN, Reference
@@ -108,3 +110,17 @@ def test_error_burst_fails_the_error_rate_with_the_prometheus_figure_in_evidence
     assert "Prometheus error rate" in error_rate["summary"]
     assert rows["slo.latency"]["outcome"] == "passed"
     assert verdict["decision"] == "rollback"
+
+
+def test_a_port_taken_before_prometheus_binds_it_is_retried_once_on_another(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given free_port() hands out a port that another process takes before Prometheus binds it
+    binary = require_binary("prometheus")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = iter([taken.getsockname()[1], prometheus_server.free_port()])
+        monkeypatch.setattr(prometheus_server, "free_port", lambda: next(ports))
+        # Then the second start, on another port, is the one that runs
+        with running_prometheus(binary, [], tmp_path / "retry") as server:
+            assert server.url != f"http://127.0.0.1:{taken.getsockname()[1]}"
+            assert server.query("vector(1)")["status"] == "success"

@@ -5,13 +5,15 @@
 
 Both join a conversation that the target's ``sync.setup`` driver scenario prepares (a driver that
 fails makes the check ``error``: nothing was measured). Neither retries: a sample is a sample, and
-re-running until one passes would only pick the lucky run.
+re-running until one passes would only pick the lucky run. Setup and probe together are bounded
+by their own budget, clamped to what is left of the run's deadline.
 """
 
 from __future__ import annotations
 
 import json
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -20,8 +22,9 @@ import pytest
 
 from releasegate._exceptions import ProbeError
 from releasegate.config import Gates, Identity, LoadedTarget, SyncSettings
-from releasegate.plugin import CheckRecorder
+from releasegate.plugin import CheckRecorder, gate_run
 from releasegate.probes import sync as sync_probe
+from releasegate.probes.api import token_allowed
 from releasegate.probes.http import HttpSettings, ssl_context
 from releasegate.results import Finding
 from releasegate.scenarios import ScenarioSuite, jsonpath, runner, template
@@ -40,13 +43,10 @@ def _members(check: CheckRecorder, target: LoadedTarget, identities: Sequence[Id
     """A member per identity with its token; a missing token concludes error (joining anonymously proves nothing)."""
     members = []
     for identity in identities:
-        token = target.token_of(identity)
-        if token is None and identity != "anonymous":
-            key = "auth.token_env" if identity == "primary" else "auth.second_token_env"
-            env = target.target.auth.token_env if identity == "primary" else target.target.auth.second_token_env
-            reason = f"{key} is not set" if env is None else f"environment variable {env} ({key}) is empty"
+        reason = runner.missing_token_problem(identity, target)
+        if reason is not None:
             check.conclude(Finding("error", f"{reason}: sync.identities needs a token for {identity}", observed=reason))
-        members.append(sync_probe.Member(identity, token))
+        members.append(sync_probe.Member(identity, target.token_of(identity)))
     return members
 
 
@@ -59,11 +59,13 @@ class _Conversation:
     options: sync_probe.WsOptions
 
 
-async def _prepare(target: LoadedTarget, suite: ScenarioSuite, http: HttpSettings, policy: Gates, settings: SyncSettings) -> _Conversation:
+async def _prepare(
+    target: LoadedTarget, suite: ScenarioSuite, ctx: runner.RunContext, policy: Gates, settings: SyncSettings, setup_s: float
+) -> _Conversation:
     """Run the setup driver, render the URL and action templates; ProbeError when any of it fails."""
-    ctx = runner.context_for(target, http)
     try:
-        outputs = await runner.run_driver(suite, settings.setup, ctx, {})
+        # The driver's own deadline: it stops itself and keeps its evidence, not cut by the backstop.
+        outputs = await runner.run_driver(suite, settings.setup, ctx, {}, deadline_s=setup_s)
     except ValueError as exc:  # the driver declares inputs this check cannot give
         raise ProbeError(f"could not set up the conversation: {exc}") from None
     variables = runner.builtin_variables(ctx) | outputs
@@ -73,6 +75,9 @@ async def _prepare(target: LoadedTarget, suite: ScenarioSuite, http: HttpSetting
         raise ProbeError(f"sync.url: {exc} (neither the target nor driver {settings.setup}'s outputs define it)") from None
     if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
         raise ProbeError(f"sync.url renders to {str(url)[:120]!r}, not a ws:// or wss:// URL")
+    refused = token_allowed(url, ctx.base_url, ctx.ws_url, explicit=False)
+    if refused is not None:
+        raise ProbeError(f"sync.url: {refused}")
 
     def compose(kind: str, marker: str) -> str:
         value: Any = template.render(settings.actions[kind], {**variables, "nonce": marker})
@@ -97,30 +102,54 @@ def _seq_reader(settings: SyncSettings) -> sync_probe.SeqOf | None:
     return lambda event: jsonpath.resolve(event, path)
 
 
-def _observe(check: CheckRecorder, probe: Callable[[], Awaitable[T]]) -> T:
+def _budgets_s(config: pytest.Config, suite: ScenarioSuite, settings: SyncSettings, probe_s: float) -> tuple[float, float]:
+    """(setup driver, setup plus probe), clamped to the run's remaining deadline (the backstop of run_blocking)."""
+    driver = suite.drivers.get(settings.setup)
+    setup_s = runner.scenario_budget_s(driver.scenario) + runner.CLOSE_GRACE_S if driver is not None else 0.0
+    budget = setup_s + probe_s
+    run = gate_run(config)
+    if run is not None:
+        left = run.deadline - time.monotonic()
+        setup_s, budget = min(setup_s, left), min(budget, left)
+    return setup_s, budget
+
+
+def _observe(check: CheckRecorder, ctx: runner.RunContext, probe: Callable[[], Awaitable[T]], budget_s: float) -> T:
     """The probe's observation; error when nothing could be measured (with the driver's evidence if setup failed)."""
     try:
-        return sync_probe.run_blocking(probe)
+        return sync_probe.run_blocking(probe, budget_s)
     except runner.DriverFailed as exc:
         summary = f"could not set up the conversation: {exc}"
-        check.conclude(Finding("error", summary, observed=type(exc).__name__, evidence=exc.evidence()))
+        # A driver may have saved a credential (a login's token): scrub what it learned.
+        check.conclude(runner.scrubbed(Finding("error", summary, observed=type(exc).__name__, evidence=exc.evidence()), ctx.redactor()))
         raise  # not reached: an error finding raises
     except ProbeError as exc:
-        check.conclude(Finding("error", str(exc), observed=type(exc).__name__, evidence={"url": exc.url}))
+        check.conclude(runner.scrubbed(Finding("error", str(exc), observed=type(exc).__name__, evidence={"url": exc.url}), ctx.redactor()))
         raise  # not reached
 
 
 @pytest.mark.check("business.collaboration")
 def test_collaboration(
-    check: CheckRecorder, target: LoadedTarget, policy: Gates, http_settings: HttpSettings, scenario_suite: ScenarioSuite
+    check: CheckRecorder,
+    request: pytest.FixtureRequest,
+    target: LoadedTarget,
+    policy: Gates,
+    http_settings: HttpSettings,
+    scenario_suite: ScenarioSuite,
 ) -> None:
     settings = _settings(target)
     limits = policy.thresholds.collaboration
     members = _members(check, target, [settings.identities[i % len(settings.identities)] for i in range(limits.clients)])
 
+    ctx = runner.context_for(target, http_settings)
+    per_client = limits.rounds * len(settings.actions)
+    options = sync_probe.WsOptions(timeout_s=policy.probe.timeout_s)
+    probe_s = sync_probe.probe_budget_s(per_client, interval_ms=limits.interval_ms, timeout_ms=limits.timeout_ms, options=options)
+    setup_s, budget_s = _budgets_s(request.config, scenario_suite, settings, probe_s)
+
     async def probe() -> sync_probe.CollaborationObservation:
         seq_of = _seq_reader(settings)
-        room = await _prepare(target, scenario_suite, http_settings, policy, settings)
+        room = await _prepare(target, scenario_suite, ctx, policy, settings, setup_s)
         return await sync_probe.collaborate(
             room.url,
             members,
@@ -131,23 +160,34 @@ def test_collaboration(
             timeout_ms=limits.timeout_ms,
             options=room.options,
             seq_of=seq_of,
+            seq_path=settings.seq_path,
         )
 
-    observation = _observe(check, probe)
-    check.conclude(sync_probe.judge_collaboration(observation))
+    observation = _observe(check, ctx, probe, budget_s)
+    check.conclude(runner.scrubbed(sync_probe.judge_collaboration(observation), ctx.redactor()))
 
 
 @pytest.mark.check("business.sync_latency")
 def test_sync_latency(
-    check: CheckRecorder, target: LoadedTarget, policy: Gates, http_settings: HttpSettings, scenario_suite: ScenarioSuite
+    check: CheckRecorder,
+    request: pytest.FixtureRequest,
+    target: LoadedTarget,
+    policy: Gates,
+    http_settings: HttpSettings,
+    scenario_suite: ScenarioSuite,
 ) -> None:
     settings = _settings(target)
     limits = policy.thresholds.sync_latency
     identities = settings.identities
     sender, receiver = _members(check, target, [identities[0], identities[1 % len(identities)]])
 
+    ctx = runner.context_for(target, http_settings)
+    options = sync_probe.WsOptions(timeout_s=policy.probe.timeout_s)
+    probe_s = sync_probe.probe_budget_s(limits.round_trips, interval_ms=limits.interval_ms, timeout_ms=limits.timeout_ms, options=options)
+    setup_s, budget_s = _budgets_s(request.config, scenario_suite, settings, probe_s)
+
     async def probe() -> sync_probe.LatencyObservation:
-        room = await _prepare(target, scenario_suite, http_settings, policy, settings)
+        room = await _prepare(target, scenario_suite, ctx, policy, settings, setup_s)
         return await sync_probe.round_trips(
             room.url,
             sender,
@@ -159,5 +199,5 @@ def test_sync_latency(
             options=room.options,
         )
 
-    observation = _observe(check, probe)
-    check.conclude(sync_probe.judge_sync_latency(observation, limits))
+    observation = _observe(check, ctx, probe, budget_s)
+    check.conclude(runner.scrubbed(sync_probe.judge_sync_latency(observation, limits), ctx.redactor()))

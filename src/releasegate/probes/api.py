@@ -9,27 +9,100 @@ service, not a TLS handshake per request).
 429 is the service protecting itself from the gate's own traffic, not a verdict on the release:
 a throttled request is retried after ``Retry-After`` (bounded in count and wait), and the number
 of such waits is part of the answer, so a check can say so in its evidence.
+
+Where a token may go is decided here too, once for every caller (:func:`token_allowed`): never
+in clear text beyond loopback, and only to the target's own origins unless the caller chose to.
+Body excerpts in evidence mask JSON values at credential-like keys
+(:func:`mask_secrets_in_json_text`): a login answer's token or a login request's password.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json as jsonlib
+import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from releasegate._exceptions import ProbeError, ProbeTimeout
+from releasegate.config import LOOPBACK_HOSTS
 from releasegate.probes.http import EVIDENCE_BODY_CHARS, SENSITIVE_HEADERS, HttpSettings, _cause, _read_bounded
 from releasegate.probes.ratelimit_headers import parse_retry_after
 
 Sleep = Callable[[float], Awaitable[None]]
 _NO_BODY = object()
+
+# A name (JSON key, header, saved variable) whose value is a credential.
+SECRET_NAME = re.compile(r"token|secret|password|passwd|api_?key|session|cookie", re.IGNORECASE)
+MASK = "[redacted]"
+# Tokens of a JSON text for mask_secrets_in_json_text: a string (possibly cut at the end of an
+# excerpt), what separates a key from its value, a bare scalar. Possessive: linear on any input.
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*+\\?(?:"|\Z)')
+_KEY_END = re.compile(r"\s*+:\s*+")
+_JSON_SCALAR = re.compile(r'[^\s,:{}\[\]"]++')
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a key, header or variable named ``name`` holds a credential (token, password, session, ...)."""
+    return SECRET_NAME.search(name) is not None
+
+
+def mask_secrets_in_json_text(text: str) -> str:
+    """``text`` (JSON, or an excerpt of it) with every value at a credential-like key replaced by
+    ``"[redacted]"``. Only scalar values are masked; a nested object keeps its own keys checked.
+
+    One pass over the strings of the text, so it is linear whatever the text holds.
+    """
+    pieces: list[str] = []
+    copied = position = 0
+    while (string := _JSON_STRING.search(text, position)) is not None:
+        position = string.end()
+        separator = _KEY_END.match(text, position)
+        if separator is None or not is_secret_name(string.group()):
+            continue
+        value = _JSON_STRING.match(text, separator.end()) or _JSON_SCALAR.match(text, separator.end())
+        if value is not None:
+            pieces += [text[copied : value.start()], f'"{MASK}"']
+            copied = position = value.end()
+    pieces.append(text[copied:])
+    return "".join(pieces)
+
+
+def token_allowed(url: str, base_url: str, ws_url: str | None, *, explicit: bool) -> str | None:
+    """None when a bearer token may be sent to ``url``; else why not, as a step's reason.
+
+    Never over http:// or ws:// beyond loopback (it would cross the network in clear); to an
+    origin other than the target's base_url or ws_url only when ``explicit`` (the scenario or
+    target named the identity on purpose for that URL).
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme in ("http", "ws") and host not in LOOPBACK_HOSTS:
+        return f"would send the token in clear to {host} ({parts.scheme}://); use https:// or wss://"
+    if explicit or _origin(url) in {_origin(own) for own in (base_url, ws_url) if own}:
+        return None
+    return (
+        f"would send the token to {host}, which is neither the target's base_url nor its ws_url; "
+        "write `as:` to send it there on purpose, or `as: anonymous`"
+    )
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    # ws:// shares the origin of http://: one server answers both.
+    parts = urlsplit(url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or (443 if scheme == "https" else 80)
 
 
 @dataclass(frozen=True)
@@ -50,24 +123,28 @@ class ApiAnswer:
         return self.body.decode("utf-8", errors="replace")
 
     def json(self) -> Any:
-        """The body as JSON; ValueError when it is not (or was cut at the size cap)."""
+        """The body as JSON; ValueError when it is not (or was cut at the size cap, or is nested too deeply)."""
         if self.truncated:
             raise ValueError(f"the body was cut at {len(self.body)} bytes")
-        return jsonlib.loads(self.body)
+        try:
+            return jsonlib.loads(self.body)
+        except RecursionError:
+            # A hostile or broken service can nest [[[[...]]]] past the interpreter's limit.
+            raise ValueError("the JSON is nested too deeply to read") from None
 
     def evidence(self) -> dict[str, Any]:
         """Bounded and credential-free: what a report may show of this exchange."""
-        excerpt = self.body[:EVIDENCE_BODY_CHARS].decode("utf-8", errors="replace")
+        excerpt = mask_secrets_in_json_text(self.body[:EVIDENCE_BODY_CHARS].decode("utf-8", errors="replace"))
         record: dict[str, Any] = {
             "request": f"{self.method} {self.url}",
             "status": self.status,
             "latency_ms": round(self.latency_ms, 1),
-            "headers": {k: ("[redacted]" if k in SENSITIVE_HEADERS else v) for k, v in self.headers.items()},
+            "headers": {k: (MASK if k in SENSITIVE_HEADERS or is_secret_name(k) else v) for k, v in self.headers.items()},
             "body_excerpt": excerpt,
             "body_truncated": self.truncated or len(self.body) > EVIDENCE_BODY_CHARS,
         }
         if self.request_body is not None:
-            record["request_body_excerpt"] = self.request_body[:EVIDENCE_BODY_CHARS]
+            record["request_body_excerpt"] = mask_secrets_in_json_text(self.request_body[:EVIDENCE_BODY_CHARS])
         if self.throttled:
             record["throttled"] = self.throttled
         return record

@@ -6,7 +6,13 @@ as an identity and with an expectation (default: HTTP 200 and the body contains 
 Right after the write every read is polled, all at once, every ``poll_interval_ms`` until it
 shows the write or ``window_s`` has passed. A read that answers but never shows the write is a
 stale read or a lost write: the check fails. A read that never answers usably (refused, timed
-out, 5xx) could not be measured: the check is an error, unless another read was stale.
+out, 5xx, 401/403 for its identity, a 429 that outlasts the short wait allowed) could not be
+measured: the check is an error, unless another read was stale. So is a read whose polling the
+gate run's deadline cut before its window closed: what was seen until then is still reported.
+
+A read never sends its identity's token in clear beyond loopback, nor to another origin than
+the target's unless the read names its ``as:`` on purpose (:func:`releasegate.probes.api.token_allowed`),
+and an identity without a token is an error, never an anonymous read.
 
 :func:`watch` (one read's polling, time and sleep injected) and :func:`judge` (histories in, a
 Finding out) know nothing of HTTP or of the scenario engine; :func:`measure` wires them to both.
@@ -21,13 +27,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
 from releasegate._exceptions import ProbeError, ProbeTimeout
-from releasegate.config import LOOPBACK_HOSTS, ConsistencySettings, LoadedTarget
-from releasegate.probes.api import ApiClient
+from releasegate.config import ConsistencySettings, Identity, LoadedTarget
+from releasegate.probes.api import ApiClient, mask_secrets_in_json_text, token_allowed
 from releasegate.probes.http import HttpSettings
 from releasegate.results import Finding
 from releasegate.scenarios import runner
@@ -44,6 +49,17 @@ T = TypeVar("T")
 MAX_POLLS = 1000  # per read, whatever window and interval say
 EXCERPT_CHARS = 300
 MAX_PROBLEMS_SHOWN = 3
+# A 429 is waited out once, briefly: a read that needs more is throttled, not stale, and the
+# window is seconds long.
+MAX_THROTTLE_RETRIES = 1
+MAX_THROTTLE_WAIT_S = 1.0
+# Answers that say nothing about the write: the service is failing, the identity may not read, or
+# the gate is throttled.
+_UNREADABLE = {
+    401: "the read's identity is not authenticated",
+    403: "the read's identity may not read it",
+    429: "throttled longer than the gate waits",
+}
 
 
 @dataclass(frozen=True)
@@ -63,7 +79,7 @@ class Poll:
     answered_ms: float
     status: int | None = None
     problems: tuple[str, ...] = ()
-    error: str | None = None  # no usable answer: refused, timed out, 5xx
+    error: str | None = None  # no usable answer: refused, timed out, 5xx, 401, 403, 429
     excerpt: str = ""
 
     @property
@@ -73,12 +89,13 @@ class Poll:
 
 @dataclass(frozen=True)
 class ReadHistory:
-    """Every poll of one read."""
+    """Every poll of one read; ``cut_ms``: when the run's deadline stopped polling early (else None)."""
 
     url: str
     identity: str
     polls: tuple[Poll, ...]
     window_ms: float
+    cut_ms: float | None = None
 
     @property
     def label(self) -> str:
@@ -93,9 +110,15 @@ class ReadHistory:
     def visibility(self) -> Visibility:
         if self.first_visible() is not None:
             return "visible"
+        if self.cut_short:
+            return "unmeasured"  # not watched for the whole window: not shown *yet* proves nothing
         if any(poll.error is None for poll in self.polls):
             return "stale"
         return "unmeasured"
+
+    @property
+    def cut_short(self) -> bool:
+        return self.cut_ms is not None and not any(poll.sent_ms >= self.window_ms for poll in self.polls)
 
     def last(self) -> Poll | None:
         return self.polls[-1] if self.polls else None
@@ -116,6 +139,8 @@ class ReadHistory:
         errors = sum(1 for poll in self.polls if poll.error is not None)
         if errors:
             record["errored_polls"] = errors
+        if self.cut_short and self.cut_ms is not None:
+            record["cut_at_ms"] = round(self.cut_ms, 1)
         return record
 
 
@@ -134,12 +159,15 @@ async def watch(
     started: float,
     clock: Clock = time.monotonic,
     sleep: Sleep = asyncio.sleep,
+    polls: list[Poll] | None = None,
 ) -> ReadHistory:
     """Poll one read until it shows the write or the window (measured from ``started``) has closed.
 
-    ``attempt`` raising :class:`ProbeError` or answering 5xx is a poll without a usable answer.
+    ``attempt`` raising :class:`ProbeError` or answering 5xx, 401, 403 or 429 is a poll without a
+    usable answer. Each poll is appended to ``polls`` as it completes, so a caller that cancels
+    the watch still has them.
     """
-    polls: list[Poll] = []
+    polls = [] if polls is None else polls
     for _ in range(max_polls(window_s, interval_s)):
         sent = clock() - started
         try:
@@ -148,8 +176,8 @@ async def watch(
             polls.append(Poll(sent * 1000, (clock() - started) * 1000, error=str(exc)[:300]))
         else:
             answered = (clock() - started) * 1000
-            if answer.status >= 500:
-                error = f"HTTP {answer.status}"
+            if answer.status >= 500 or answer.status in _UNREADABLE:
+                error = f"HTTP {answer.status}" + (f" ({_UNREADABLE[answer.status]})" if answer.status in _UNREADABLE else "")
                 polls.append(Poll(sent * 1000, answered, status=answer.status, error=error, excerpt=answer.excerpt[:EXCERPT_CHARS]))
             else:
                 polls.append(Poll(sent * 1000, answered, answer.status, answer.problems, excerpt=answer.excerpt[:EXCERPT_CHARS]))
@@ -240,6 +268,11 @@ def _stale_detail(history: ReadHistory, window_s: float) -> str:
 
 def _last_error(history: ReadHistory) -> str:
     last = history.last()
+    if history.cut_short and history.cut_ms is not None:
+        seen = f"; last answer: {last.error or '; '.join(last.problems[:MAX_PROBLEMS_SHOWN])}" if last is not None else ""
+        return (
+            f"the run's deadline stopped polling after {history.cut_ms:.0f} ms, before the {history.window_ms:.0f} ms window closed{seen}"
+        )
     if last is None:
         return "never polled"
     return last.error or "; ".join(last.problems) or "no usable answer"
@@ -264,14 +297,39 @@ async def measure(
     *,
     window_s: float,
     interval_s: float,
+    end: float = math.inf,
 ) -> Finding:
-    """Write through the target's write driver, then poll every read at once; judge the histories."""
+    """Write through the target's write driver, then poll every read at once; judge the histories.
+
+    ``end`` (time.monotonic) bounds everything: the driver's run, then the polling, which is cut
+    there and judged on what was seen.
+    """
+    ctx = runner.context_for(target, http)
+    finding = await _measure(target, suite, settings, ctx, window_s=window_s, interval_s=interval_s, end=end)
+    # The driver may have saved a credential (a login's token) that its outputs, the read URLs
+    # or the answers repeat.
+    return runner.scrubbed(finding, ctx.redactor())
+
+
+async def _measure(
+    target: LoadedTarget,
+    suite: ScenarioSuite,
+    settings: ConsistencySettings,
+    ctx: runner.RunContext,
+    *,
+    window_s: float,
+    interval_s: float,
+    end: float,
+) -> Finding:
     expected = _expected(window_s)
     marker = new_marker()
-    ctx = runner.context_for(target, http)
+    driver = suite.drivers.get(settings.write)
     write_started = time.monotonic()
+    budget = runner.scenario_budget_s(driver.scenario) if driver is not None else 0.0
     try:
-        outputs = await runner.run_driver(suite, settings.write, ctx, {"marker": marker})
+        outputs = await runner.run_driver(
+            suite, settings.write, ctx, {"marker": marker}, deadline_s=max(0.0, min(budget, end - write_started))
+        )
     except runner.DriverFailed as exc:
         finding = write_failed(settings.write, str(exc), window_s=window_s, marker=marker)
         return Finding(finding.outcome, finding.summary, finding.observed, finding.expected, {**finding.evidence, **exc.evidence()})
@@ -290,27 +348,47 @@ async def measure(
         except (UndefinedVariable, TemplateSyntaxError, ValidationError) as exc:
             return Finding("error", f"consistency.reads[{index}] cannot be used: {exc}", expected=expected, evidence={"write": write})
         token = ctx.tokens.get(read.as_)
-        problem = _token_problem(url, read.as_, token)
+        problem = _token_problem(target, ctx, url, read.as_, explicit="as_" in read.model_fields_set)
         if problem is not None:
             return Finding("error", f"consistency.reads[{index}]: {problem}", expected=expected, evidence={"write": write})
         reads.append(_Read(url, read.as_, expect, token))
-    async with ApiClient(target.target.base_url, http) as api:
+    api_client = ApiClient(
+        target.target.base_url, ctx.http, max_throttle_retries=MAX_THROTTLE_RETRIES, max_throttle_wait_s=MAX_THROTTLE_WAIT_S
+    )
+    async with api_client as api:
 
         def attempt_for(read: _Read) -> Callable[[], Awaitable[Answer]]:
             async def attempt() -> Answer:
-                answer = await api.request("GET", read.url, token=read.token)
-                problems = check_answer(read.expect, answer, variables)
-                return Answer(answer.status, tuple(problems), answer.text()[:EXCERPT_CHARS])
+                try:
+                    answer = await api.request("GET", read.url, token=read.token)
+                    problems = check_answer(read.expect, answer, variables)
+                except ProbeError:
+                    raise
+                except Exception as exc:  # a hostile answer (or URL) is an unusable poll, not a crash
+                    raise ProbeError(f"could not read: {type(exc).__name__}: {str(exc)[:200]}", url=read.url) from None
+                return Answer(answer.status, tuple(problems), mask_secrets_in_json_text(answer.text()[:EXCERPT_CHARS]))
 
             return attempt
 
         started = time.monotonic()
-        histories = await asyncio.gather(
-            *(
-                watch(read.url, read.identity, attempt_for(read), window_s=window_s, interval_s=interval_s, started=started)
-                for read in reads
+        sinks: list[list[Poll]] = [[] for _ in reads]
+        watches = [
+            asyncio.ensure_future(
+                watch(read.url, read.identity, attempt_for(read), window_s=window_s, interval_s=interval_s, started=started, polls=sink)
             )
-        )
+            for read, sink in zip(reads, sinks, strict=True)
+        ]
+        remaining = end - started
+        # Never empty: the target's schema asks for at least one read (asyncio.wait refuses none).
+        done, pending = await asyncio.wait(watches, timeout=None if math.isinf(remaining) else max(0.0, remaining))
+        cut_ms = (time.monotonic() - started) * 1000
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    histories = [
+        task.result() if task in done else ReadHistory(read.url, read.identity, tuple(sink), window_s * 1000, cut_ms=cut_ms)
+        for task, read, sink in zip(watches, reads, sinks, strict=True)
+    ]
     return judge(histories, window_s=window_s, write=write)
 
 
@@ -334,14 +412,16 @@ def blocking(coroutine: Coroutine[Any, Any, T], *, timeout_s: float, what: str) 
             loop.close()
 
 
-def _token_problem(url: str, identity: str, token: str | None) -> str | None:
-    if identity != "anonymous" and token is None:
-        env = "auth.token_env" if identity == "primary" else "auth.second_token_env"
-        return f"the read is as {identity}, but the target names no {env} (or it is empty)"
-    parts = urlsplit(url)
-    if token is not None and parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
-        return f"{url} is plain http:// to {parts.hostname}: the token would cross the network in clear; use https://"
-    return None
+def _token_problem(target: LoadedTarget, ctx: runner.RunContext, url: str, identity: Identity, *, explicit: bool) -> str | None:
+    """Why the read cannot be sent as ``identity`` (the same rules as a scenario step), or None."""
+    missing = runner.missing_token_problem(identity, target)
+    if missing is not None:
+        return f"the read {missing}"
+    if identity == "anonymous":
+        return None
+    absolute = url if url.startswith(("http://", "https://")) else target.target.base_url.rstrip("/") + "/" + url.lstrip("/")
+    problem = token_allowed(absolute, ctx.base_url, ctx.ws_url, explicit=explicit)
+    return None if problem is None else f"the read {problem}"
 
 
 def _short(value: Any) -> Any:

@@ -3,8 +3,10 @@
 A golden set (``scenarios/golden/<set>.yaml``) is a list of prompts, each with checks on the
 reply: a regular expression that must (or must not) occur, "the Python parses", "the code
 defines X", "the JSON validates against this schema", a minimum length. A case passes when all
-its checks pass; the pass rate must reach ``min_pass_rate`` and, with ``--baseline``, fall at
-most ``max_drop_points`` percentage points behind the baseline's.
+its checks pass; the pass rate (over the cases that got a reply) must reach ``min_pass_rate``
+and, with ``--baseline``, fall at most ``max_drop_points`` percentage points behind the
+baseline's. Cases that got no reply are reported apart; when counting them all as passes or all
+as failures would give different verdicts, the check cannot judge (error).
 
 Three layers, as everywhere in releasegate:
 
@@ -14,7 +16,10 @@ Three layers, as everywhere in releasegate:
 - the check module wires ``ask`` to the scenario engine's driver (``ask_assistant``).
 
 Code in a reply is only *parsed* (``ast.parse``), never compiled or run: the reply comes from
-the deployment under test. JSON schemas never fetch a remote ``$ref``.
+the deployment under test. JSON schemas never fetch a remote ``$ref``. For the same reason the
+work per reply is bounded: a reply over :data:`MAX_REPLY_CHARS` fails its case unread, fenced
+blocks are found in one linear pass, and ``regex``/``not_regex`` search only the first
+:data:`MAX_MATCHED_CHARS` characters.
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
+import math
 import re
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +42,7 @@ from releasegate._exceptions import ProbeError, ProbeTimeout
 from releasegate.baseline import Baseline, BaselineTarget, SavedVerdict
 from releasegate.config import Gates, LoadedTarget
 from releasegate.probes.http import HttpSettings, ssl_context
+from releasegate.redact import Redactor
 from releasegate.results import Finding
 from releasegate.scenarios import runner
 from releasegate.scenarios.loader import ScenarioSuite
@@ -44,6 +51,8 @@ from releasegate.scenarios.model import GoldenCase, GoldenCheck, GoldenSet
 # Upper bounds that keep one run of the check short and its evidence small.
 MAX_CASES = 50
 REPLY_EXCERPT_CHARS = 300
+MAX_REPLY_CHARS = 256 * 1024  # a longer reply fails its case ungraded: no assistant answer is that long
+MAX_MATCHED_CHARS = 64 * 1024  # characters of a reply that regex / not_regex search
 MAX_PARSED_CHARS = 200_000  # a longer "reply" is not parsed (ast on hostile input can take long)
 MAX_CASES_LISTED = 20  # failing cases named in a summary / listed in evidence
 # The whole golden run of one deployment stops sending new prompts after this long.
@@ -52,7 +61,8 @@ BUDGET_S = 120.0
 # timeouts: the remaining cases are not sent.
 MAX_ERRORS_BEFORE_ANY_REPLY = 3
 
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.-]*)[^\n]*\n(.*?)```", re.DOTALL)
+_FENCE = "```"
+_TAG = re.compile(r"[ \t]*+([A-Za-z0-9_+.-]*+)")  # the first word after the opening ```
 _PYTHON_TAGS = frozenset({"python", "python3", "py", "py3"})
 
 Ask = Callable[[str, GoldenSet, str], Awaitable[str]]  # (set name, set, prompt) -> reply
@@ -87,14 +97,31 @@ def describe(check: GoldenCheck) -> str:
     return f"min_length {check.min_length}"
 
 
+def fenced_blocks(reply: str) -> Iterator[tuple[str, str]]:
+    """(tag, body) of every fenced block in order. A block opens with ``` (anywhere on a line),
+    its tag is the first word after the backticks on that line (may be empty), its body runs from
+    the next line to the next ```. One pass: a regex here backtracks quadratically on a long
+    line of backticks, and the reply comes from the deployment under test."""
+    position = 0
+    while (opening := reply.find(_FENCE, position)) >= 0:
+        line_end = reply.find("\n", opening + len(_FENCE))
+        if line_end < 0:
+            return
+        closing = reply.find(_FENCE, line_end + 1)
+        if closing < 0:
+            return
+        tag = _TAG.match(reply, opening + len(_FENCE), line_end)
+        yield (tag.group(1) if tag is not None else ""), reply[line_end + 1 : closing]
+        position = closing + len(_FENCE)
+
+
 def code_block(reply: str, languages: Iterable[str]) -> str:
-    """The first fenced block tagged with one of ``languages``, else the first untagged block,
-    else the whole reply."""
+    """The first fenced block tagged with one of ``languages`` (any case), else the first untagged
+    block, else the whole reply. A block tagged with another language is never used."""
     wanted = {tag.lower() for tag in languages}
     untagged: str | None = None
-    for match in _FENCE.finditer(reply):
-        tag, body = match.group(1).lower(), match.group(2)
-        if tag in wanted:
+    for tag, body in fenced_blocks(reply):
+        if tag.lower() in wanted:
             return body
         if not tag and untagged is None:
             untagged = body
@@ -161,7 +188,7 @@ def grade_check(check: GoldenCheck, reply: str) -> CheckGrade:
         pattern = check.regex if check.regex is not None else check.not_regex
         assert pattern is not None
         try:
-            found = re.search(pattern, reply)
+            found = re.search(pattern, reply[:MAX_MATCHED_CHARS])
         except re.error as exc:
             return CheckGrade(name, False, f"the pattern is not a valid regular expression: {exc}", invalid=True)
         if check.regex is not None:
@@ -257,7 +284,10 @@ class CaseResult:
 
 
 def grade(golden_set: str, case: GoldenCase, reply: str) -> CaseResult:
-    """All checks of one case on its reply."""
+    """All checks of one case on its reply; a reply over MAX_REPLY_CHARS fails unread."""
+    if len(reply) > MAX_REPLY_CHARS:
+        reason = f"reply too long: {len(reply)} characters, more than {MAX_REPLY_CHARS}; not graded"
+        return CaseResult(golden_set, case.name, (CheckGrade("reply length", False, reason),), _excerpt(reply), len(reply))
     return CaseResult(
         golden_set=golden_set,
         name=case.name,
@@ -298,7 +328,8 @@ class GoldenRun:
 
     @property
     def samples(self) -> int:
-        return len(self.results)
+        """Cases that got a reply: what the pass rate is measured on."""
+        return len(self.results) - len(self.errors)
 
     @property
     def passed(self) -> int:
@@ -306,14 +337,18 @@ class GoldenRun:
 
     @property
     def errors(self) -> list[CaseResult]:
+        """Cases that got no reply (or were not sent for want of time): nothing was graded."""
         return [result for result in self.results if result.error is not None]
 
     @property
     def pass_rate(self) -> float | None:
-        """passed / cases run; None when no case produced a reply at all."""
-        if not self.results or len(self.errors) == len(self.results):
-            return None
-        return self.passed / len(self.results)
+        """passed / cases that got a reply; None when none did."""
+        return self.passed / self.samples if self.samples else None
+
+    def rate_range(self) -> tuple[float, float]:
+        """The pass rate over every case sent, had the unanswered ones all failed, or all passed."""
+        total = len(self.results)
+        return (self.passed / total, (self.passed + len(self.errors)) / total) if total else (0.0, 0.0)
 
 
 async def run_cases(
@@ -328,7 +363,7 @@ async def run_cases(
     """Send every prompt, one after another, and grade the replies.
 
     ``ask`` raising :class:`ProbeError` (or outliving ``case_timeout_s``) makes that case an
-    error; so does not being sent because ``budget_s`` was spent. Cases past ``max_cases`` are
+    error (unanswered); so does not being sent because ``budget_s`` was spent. Cases past ``max_cases`` are
     not sent and are counted in ``not_run``; so are the rest after
     :data:`MAX_ERRORS_BEFORE_ANY_REPLY` errors without a single reply (the assistant is not
     answering; more prompts would only wait longer, and the check cannot judge anyway).
@@ -342,8 +377,9 @@ async def run_cases(
     for set_name, golden, case in cases[:max_cases]:
         remaining = deadline - clock()
         if remaining <= 0:
-            # Unlike the cap, a spent budget says the assistant is slow: what was not asked
-            # counts against the rate rather than silently shrinking the sample.
+            # Unlike the cap, a spent budget says the assistant is slow: what was not asked is
+            # an unanswered case (it can make the verdict inconclusive), never a silently
+            # smaller sample.
             if not any(note.startswith("the time budget") for note in notes):
                 notes.append(f"the time budget of {budget_s:g} s was spent after {len(results)} cases")
             results.append(CaseResult(set_name, case.name, error=f"not sent: the time budget of {budget_s:g} s was spent"))
@@ -388,15 +424,18 @@ def judge(
     max_drop_points: float,
     baseline: BaselineRate | None = None,
 ) -> Finding:
-    """Pass rate against the minimum and, when a baseline rate is known, against the baseline."""
+    """The pass rate of the answered cases against the minimum and, when a baseline rate is known,
+    against the baseline. Unanswered cases are not counted, unless counting them could change the
+    verdict: then the check cannot judge (error)."""
     expected = f"pass rate >= {_percent(min_pass_rate)}"
-    comparable = baseline is not None and baseline.pass_rate is not None
-    if comparable:
+    baseline_rate = baseline.pass_rate if baseline is not None else None
+    if baseline_rate is not None:
         expected += f" and at most {max_drop_points:g} points behind the baseline"
+    errors = run.errors
     evidence: dict[str, Any] = {
         "samples": run.samples,
         "passed": run.passed,
-        "errors": len(run.errors),
+        "errors": len(errors),
         "not_run": run.not_run,
         "cases": [result.evidence() for result in run.results[:MAX_CASES]],
     }
@@ -409,35 +448,56 @@ def judge(
         return Finding("error", f"the golden set cannot be judged: {invalid[0]}", expected=expected, evidence=evidence)
     rate = run.pass_rate
     if rate is None:
-        first = run.errors[0].error if run.errors else "no golden case was sent"
+        first = errors[0].error if errors else "no golden case was sent"
         return Finding(
             "error", f"could not measure model quality: no golden case got a reply ({first})", expected=expected, evidence=evidence
         )
     evidence["pass_rate"] = round(rate, 4)
-    observed = {"pass_rate": round(rate, 4), "passed": run.passed, "samples": run.samples}
-    failing = [result for result in run.results if not result.passed]
-    which = _failing_cases(failing)
-    counted = f"{_percent(rate)} ({run.passed} of {run.samples} golden cases)"
-    problems = []
-    if round(rate, _PRECISION) < round(min_pass_rate, _PRECISION):
-        problems.append(f"pass rate {counted} is below the {_percent(min_pass_rate)} minimum")
-    if baseline is not None and baseline.pass_rate is not None:
-        observed["baseline_pass_rate"] = round(baseline.pass_rate, 4)
-        drop = round((baseline.pass_rate - rate) * 100, _PRECISION)
-        evidence["drop_points"] = round(drop, 2)
-        if drop > max_drop_points:
-            problems.append(
-                f"pass rate {_percent(rate)} is {drop:.3g} points behind the baseline's {_percent(baseline.pass_rate)} "
-                f"(at most {max_drop_points:g} allowed)"
+    observed: dict[str, Any] = {"pass_rate": round(rate, 4), "passed": run.passed, "samples": run.samples}
+    counted = f"{_percent(rate)} ({run.passed} of {run.samples} golden cases"
+    counted += f"; {len(errors)} more got no reply)" if errors else ")"
+    if errors:
+        observed["unanswered"] = len(errors)
+        worst, best = run.rate_range()
+        if bool(_shortfalls(worst, "", min_pass_rate, max_drop_points, baseline_rate)) != bool(
+            _shortfalls(best, "", min_pass_rate, max_drop_points, baseline_rate)
+        ):
+            evidence["pass_rate_range"] = [round(worst, 4), round(best, 4)]
+            summary = (
+                f"inconclusive: pass rate {counted}; counting the unanswered cases as failures gives {_percent(worst)}, "
+                f"as passes {_percent(best)}, and the verdict depends on which (first: {errors[0].label}: {errors[0].error})"
             )
+            return Finding("error", summary, observed, expected, evidence)
+    failing = [result for result in run.results if not result.passed and result.error is None]
+    which = _failing_cases(failing)
+    problems = _shortfalls(rate, counted, min_pass_rate, max_drop_points, baseline_rate)
+    if baseline_rate is not None:
+        observed["baseline_pass_rate"] = round(baseline_rate, 4)
+        evidence["drop_points"] = round(round((baseline_rate - rate) * 100, _PRECISION), 2)
     if problems:
         return Finding("failed", "; ".join(problems) + f"; failing: {which}", observed, expected, evidence)
     summary = f"pass rate {counted}"
-    if baseline is not None and baseline.pass_rate is not None:
-        summary += f", baseline {_percent(baseline.pass_rate)}"
+    if baseline_rate is not None:
+        summary += f", baseline {_percent(baseline_rate)}"
     if failing:
         summary += f"; failing: {which}"
     return Finding("passed", summary, observed, expected, evidence)
+
+
+def _shortfalls(rate: float, counted: str, min_pass_rate: float, max_drop_points: float, baseline_rate: float | None) -> list[str]:
+    """What a pass rate falls short of, the minimum and the baseline (empty: it passes);
+    ``counted`` is the rate as the summary shows it."""
+    problems = []
+    if round(rate, _PRECISION) < round(min_pass_rate, _PRECISION):
+        problems.append(f"pass rate {counted} is below the {_percent(min_pass_rate)} minimum")
+    if baseline_rate is not None:
+        drop = round((baseline_rate - rate) * 100, _PRECISION)
+        if drop > max_drop_points:
+            problems.append(
+                f"pass rate {_percent(rate)} is {drop:.3g} points behind the baseline's {_percent(baseline_rate)} "
+                f"(at most {max_drop_points:g} allowed)"
+            )
+    return problems
 
 
 def baseline_from_run(source: str, run: GoldenRun) -> BaselineRate:
@@ -484,11 +544,15 @@ def _excerpt(reply: str) -> str:
 CHECK_ID = "business.model_quality"
 
 
-def asker(suite: ScenarioSuite, ctx: runner.RunContext, *, deadline_s: float) -> Ask:
-    """``ask`` through each set's driver: the prompt as its ``input``, the reply from its ``output``."""
+def asker(suite: ScenarioSuite, ctx: runner.RunContext, *, deadline_s: float, end: float = math.inf, clock: Clock = time.monotonic) -> Ask:
+    """``ask`` through each set's driver: the prompt as its ``input``, the reply from its ``output``.
+
+    Each driver run ends itself after ``deadline_s``, and never after ``end`` (on ``clock``).
+    """
 
     async def ask(set_name: str, golden_set: GoldenSet, prompt: str) -> str:
-        outputs = await runner.run_driver(suite, golden_set.driver, ctx, {golden_set.input: prompt}, deadline_s=deadline_s)
+        budget = max(0.0, min(deadline_s, end - clock()))
+        outputs = await runner.run_driver(suite, golden_set.driver, ctx, {golden_set.input: prompt}, deadline_s=budget)
         reply = outputs.get(golden_set.output)
         if reply is None:
             raise ProbeError(f"driver {golden_set.driver} saved no {golden_set.output!r}")
@@ -502,41 +566,65 @@ def case_timeout_s(gates: Gates) -> float:
     return max(10.0, 2 * gates.probe.timeout_s)
 
 
-async def golden_run(suite: ScenarioSuite, loaded: LoadedTarget, http: HttpSettings, gates: Gates) -> GoldenRun:
-    """Every golden case of ``suite`` against one deployment."""
+async def golden_run(suite: ScenarioSuite, ctx: runner.RunContext, gates: Gates, *, end: float) -> GoldenRun:
+    """Every golden case of ``suite`` against the deployment of ``ctx``, none sent after ``end`` (time.monotonic)."""
     timeout = case_timeout_s(gates)
-    ctx = runner.context_for(loaded, http)
     sets = {name: loaded_set.golden for name, loaded_set in suite.golden.items()}
     # The driver ends itself at ``timeout``; the extra grace lets it close its connections first.
-    ask = asker(suite, ctx, deadline_s=timeout)
-    return await run_cases(sets, ask, case_timeout_s=timeout + runner.CLOSE_GRACE_S, budget_s=BUDGET_S)
+    ask = asker(suite, ctx, deadline_s=timeout, end=end)
+    budget = max(0.0, min(BUDGET_S, end - time.monotonic()))
+    return await run_cases(sets, ask, case_timeout_s=timeout + runner.CLOSE_GRACE_S, budget_s=budget)
 
 
-def measure(suite: ScenarioSuite, loaded: LoadedTarget, http: HttpSettings, gates: Gates, baseline: Baseline | None) -> Finding:
-    """The check: problems in the golden files first, then the target (and a baseline target) asked."""
+def measure(
+    suite: ScenarioSuite,
+    loaded: LoadedTarget,
+    http: HttpSettings,
+    gates: Gates,
+    baseline: Baseline | None,
+    *,
+    deadline: float | None = None,
+) -> Finding:
+    """The check: problems in the golden files first, then the target (and a baseline target) asked.
+
+    ``deadline`` (time.monotonic) is the gate run's: no prompt is sent, and no driver runs, past it.
+    """
     thresholds = gates.thresholds.model_quality
     sets = {name: loaded_set.golden for name, loaded_set in suite.golden.items()}
     problems = golden_problems(sets)
     if problems:
         return Finding("error", f"the golden sets cannot be used: {problems[0]}", evidence={"problems": problems[:MAX_CASES_LISTED]})
-    limit = BUDGET_S + case_timeout_s(gates) + 2 * runner.CLOSE_GRACE_S
-    run = _blocking(golden_run(suite, loaded, http, gates), limit)
+    ctx = runner.context_for(loaded, http)
+    run = _run_until(suite, ctx, gates, deadline)
     rate: BaselineRate | None = None
+    secrets = ctx.secret_pairs()
     if isinstance(baseline, SavedVerdict):
         saved = baseline.number(CHECK_ID, "pass_rate")
         note = "" if saved is not None else f"the baseline verdict has no {CHECK_ID} pass_rate; judged against the minimum only"
+        caveat = baseline.caveat("post-deploy")
+        note = "; ".join(part for part in (note, caveat) if part)
         rate = BaselineRate(baseline.describe(), saved, note=note)
     elif isinstance(baseline, BaselineTarget):
         other = baseline.loaded
         verify = ssl_context(other.ca_bundle) if other.target.base_url.startswith("https:") else True
         settings = HttpSettings(timeout_s=gates.probe.timeout_s, max_body_bytes=gates.probe.max_body_bytes, verify=verify)
+        other_ctx = runner.context_for(other, settings)
         try:
-            rate = baseline_from_run(baseline.describe(), _blocking(golden_run(suite, other, settings, gates), limit))
+            rate = baseline_from_run(baseline.describe(), _run_until(suite, other_ctx, gates, deadline))
         except ProbeTimeout as exc:
             rate = BaselineRate(
                 baseline.describe(), None, note=f"the baseline could not be measured ({exc}); judged against the minimum only"
             )
-    return judge(run, min_pass_rate=thresholds.min_pass_rate, max_drop_points=thresholds.max_drop_points, baseline=rate)
+        secrets += other_ctx.secret_pairs()
+    finding = judge(run, min_pass_rate=thresholds.min_pass_rate, max_drop_points=thresholds.max_drop_points, baseline=rate)
+    # A driver may have saved a credential (a login's token) that a reply or an error repeats.
+    return runner.scrubbed(finding, Redactor(secrets))
+
+
+def _run_until(suite: ScenarioSuite, ctx: runner.RunContext, gates: Gates, deadline: float | None) -> GoldenRun:
+    end = time.monotonic() + BUDGET_S if deadline is None else min(time.monotonic() + BUDGET_S, deadline)
+    limit = max(0.0, end - time.monotonic()) + case_timeout_s(gates) + 2 * runner.CLOSE_GRACE_S
+    return _blocking(golden_run(suite, ctx, gates, end=end), limit)
 
 
 def _blocking(coroutine: Coroutine[Any, Any, GoldenRun], timeout_s: float) -> GoldenRun:

@@ -2,25 +2,33 @@
 
 **Probing** (:func:`probe`): the target's ``slo`` plan sends ``requests`` GETs spread evenly over
 ``window_s``, round robin over ``paths``, with one identity's token, through one keep-alive
-:class:`~releasegate.probes.api.ApiClient` per deployment (so a sample measures the service, not
-a TLS handshake). The loop is open: request *i* leaves at ``t0 + i * window / requests`` whether
-or not earlier ones have answered (waiting for them would hide a stall: coordinated omission);
-at most :data:`MAX_IN_FLIGHT` are outstanding per deployment, and time spent waiting for a free
-slot counts into the request's latency. With a baseline deployment (``--baseline`` naming a
-second target) both are probed in the same window, requests alternating, so both see the same
-conditions.
+:class:`~releasegate.probes.api.ApiClient` per deployment. Before the window, untimed warm-up
+requests open as many connections as the window is expected to keep busy (Little's law: the
+request rate times the latency of a first request, at least one, at most the in-flight cap), so
+a sample measures the service, not a TLS handshake. The loop is open: request *i* is due at
+``t0 + i * window / requests`` and leaves then whether or not earlier ones have answered (waiting
+for them would hide a stall: coordinated omission); at most :data:`MAX_IN_FLIGHT` are outstanding
+per deployment. With a baseline deployment (``--baseline`` naming a second target) both are
+probed in the same window, requests alternating, so both see the same conditions.
 
-**Samples** are raw: the latency of every answered request, send to last byte (never histogram
-buckets: a +100 ms shift shows as +100 ms), and the status of every request. A request that got
-no answer is a *transport error*: it counts as an error, and, when it timed out, as an infinitely
-slow sample (a lost answer must push the percentiles up, not vanish from them). A 429 is the
-service protecting itself from the gate's traffic: waited out and re-sent (bounded) by the
-client, and when it stands it is reported and left out of both the error rate and the latency.
+**Samples** are raw (never histogram buckets: a +100 ms shift shows as +100 ms). A request's
+latency runs from its *due* time to the last byte of its answer: a late departure (the event loop
+lagging, every in-flight slot taken) is the user's wait too; only Retry-After sleeps after a 429
+are taken out. A request that got no answer is a *transport error*: it counts as an error, and,
+when it timed out, as an infinitely slow sample (a lost answer must push the percentiles up, not
+vanish from them). A 429 is the service protecting itself from the gate's traffic: waited out and
+re-sent (bounded) by the client, and when it stands it is reported and left out of both the error
+rate and the latency. Any other 4xx says the probe asked for something wrong (a path, a token):
+reported apart, and left out of the error rate and the latency too, but it must stay rare: a path
+with no 2xx/3xx answer at all, or with 4xx on more than :data:`MAX_CLIENT_ERROR_SHARE` of its
+answers, makes both checks ``error`` (a release that broke the path with a 404 or 401 must not
+pass on the strength of the other paths).
 
 **Judges** (:func:`judge_error_rate`, :func:`judge_latency`) take an observation, the policy, the
 baseline's figures and the Prometheus reading, collect every violation, and decide once:
-any violation fails; otherwise anything that could not be measured (nothing answered, the
-Prometheus query the operator asked for) is an error; otherwise the check passes.
+any violation fails; otherwise anything that could not be measured (nothing answered, a path
+that cannot be judged, the Prometheus query the operator asked for, a latency check with neither
+a budget nor a baseline figure) is an error; otherwise the check passes.
 """
 
 from __future__ import annotations
@@ -32,7 +40,8 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import httpx
@@ -40,7 +49,7 @@ import httpx
 from releasegate._exceptions import ProbeError, ProbeTimeout
 from releasegate.baseline import Baseline, BaselineTarget, SavedVerdict
 from releasegate.config import Gates, LoadedTarget, SloProbeSettings, SloThresholds
-from releasegate.probes.api import ApiClient
+from releasegate.probes.api import ApiAnswer, ApiClient
 from releasegate.probes.http import HttpSettings, ssl_context
 from releasegate.probes.prometheus import PromReading, read, render
 from releasegate.results import Finding
@@ -53,6 +62,8 @@ MAX_IN_FLIGHT = 16
 THROTTLE_RETRIES = 2
 THROTTLE_WAIT_S = 2.0
 WORST_SHOWN = 5  # requests listed in evidence as the worst
+# 4xx (other than 429) on more than this share of one path's answers: that path cannot be judged.
+MAX_CLIENT_ERROR_SHARE = 0.05
 _FAILURE_CHARS = 160
 
 Clock = Callable[[], float]
@@ -68,14 +79,19 @@ class Sample:
     path: str
     at_ms: float  # when it was due, from the start of the window
     status: int | None
-    latency_ms: float | None  # answered: send to last byte plus any wait for a slot; timed out: inf; refused: None
+    latency_ms: float | None  # answered: due time to last byte (Retry-After sleeps excepted); timed out: inf; refused: None
     failure: str | None = None
     throttle_waits: int = 0  # 429 answers waited out before this one
 
     @property
     def judged(self) -> bool:
-        """Counts in the error rate: everything except a 429 that stood."""
-        return self.status != 429
+        """Counts in the error rate and the latency: everything except a 4xx (a 429 that stood, or the probe's mistake)."""
+        return self.status is None or not 400 <= self.status <= 499
+
+    @property
+    def client_error(self) -> bool:
+        """A 4xx other than 429: a wrong path or token, or a release that broke the path."""
+        return self.status is not None and 400 <= self.status <= 499 and self.status != 429
 
     @property
     def is_error(self) -> bool:
@@ -97,6 +113,7 @@ class SloObservation:
     samples: tuple[Sample, ...]
     window_s: float
     elapsed_s: float  # first request due to last answer
+    warm_up_requests: int = 0  # untimed, before the window: they opened its connections
 
     @property
     def answered(self) -> int:
@@ -119,17 +136,21 @@ class SloObservation:
         return sum(1 for s in self.samples if s.status == 429)
 
     @property
+    def client_errors(self) -> int:
+        return sum(1 for s in self.samples if s.client_error)
+
+    @property
     def successes(self) -> int:
         return sum(1 for s in self.samples if s.status is not None and s.status < 400)
 
     @property
     def error_rate(self) -> float | None:
-        """(5xx + transport errors) / judged requests; None when nothing was judged."""
+        """(5xx + transport errors) / judged requests (all but 4xx); None when nothing was judged."""
         judged = self.judged
         return None if judged == 0 else (self.errors_5xx + self.transport_errors) / judged
 
     def latencies(self) -> list[float]:
-        """Latency samples in ms: answered (but not throttled) requests, and timeouts as inf."""
+        """Latency samples in ms: judged requests that were answered, and timeouts as inf."""
         return [s.latency_ms for s in self.samples if s.judged and s.latency_ms is not None]
 
     def latency(self) -> LatencySummary | None:
@@ -145,24 +166,47 @@ class SloObservation:
             first = next((s.failure for s in self.samples if s.failure), "no answer")
             return f"none of {total} requests was answered (e.g. {first[:_FAILURE_CHARS]})"
         if self.judged == 0:
-            return f"all {total} requests were throttled (429): the probe plan is faster than the service's rate limit"
-        if self.successes == 0 and self.errors_5xx == 0 and self.transport_errors == 0:
-            statuses = ", ".join(f"{k} x{v}" for k, v in sorted(self.status_counts().items()))
-            return f"no request succeeded and none failed on the server side ({statuses}): check slo.paths and the token"
+            if self.client_errors == 0:
+                return f"all {total} requests were throttled (429): the probe plan is faster than the service's rate limit"
+            return f"no request could be judged ({self._statuses()}): 429 is the rate limit, other 4xx: check slo.paths and the token"
         return None
+
+    def path_problems(self) -> list[str]:
+        """Paths whose answers say nothing about the release: none succeeded, or too many were 4xx."""
+        problems: list[str] = []
+        for path, part in self._parts():
+            answers = sum(1 for s in part.samples if s.status is not None and s.status != 429)
+            if part.successes == 0:
+                problems.append(f"{path}: no 2xx/3xx answer ({part._statuses()}): check slo.paths or the token")
+            elif part.client_errors > MAX_CLIENT_ERROR_SHARE * answers:
+                problems.append(
+                    f"{path}: {part.client_errors} of {answers} answers were 4xx ({part._statuses()}), over "
+                    f"{MAX_CLIENT_ERROR_SHARE:.0%}: a release that broke the path cannot be told from a wrong path or token"
+                )
+        return problems
 
     def status_counts(self) -> dict[str, int]:
         return dict(Counter("none" if s.status is None else str(s.status) for s in self.samples))
 
+    def _statuses(self) -> str:
+        return ", ".join(f"{k} x{v}" for k, v in sorted(self.status_counts().items()))
+
+    def _parts(self) -> list[tuple[str, SloObservation]]:
+        return [
+            (path, SloObservation(self.deployment, tuple(s for s in self.samples if s.path == path), self.window_s, self.elapsed_s))
+            for path in dict.fromkeys(s.path for s in self.samples)
+        ]
+
     def by_path(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
-        for path in dict.fromkeys(s.path for s in self.samples):
-            part = SloObservation(self.deployment, tuple(s for s in self.samples if s.path == path), self.window_s, self.elapsed_s)
+        for path, part in self._parts():
             summary = part.latency()
             out[path] = {
                 "requests": len(part.samples),
+                "successes": part.successes,
                 "errors_5xx": part.errors_5xx,
                 "transport_errors": part.transport_errors,
+                "client_errors_4xx": part.client_errors,
                 "throttled": part.throttled,
                 "p50_ms": _ms(summary.p50_ms) if summary else None,
                 "p95_ms": _ms(summary.p95_ms) if summary else None,
@@ -171,19 +215,25 @@ class SloObservation:
 
     def common_evidence(self) -> dict[str, Any]:
         """What both checks show of the window: plan, counts, statuses, per path."""
-        return {
+        record: dict[str, Any] = {
             "deployment": self.deployment,
             "window_s": self.window_s,
             "elapsed_s": round(self.elapsed_s, 3),
+            "warm_up_requests": self.warm_up_requests,
             "requests": len(self.samples),
             "answered": self.answered,
             "errors_5xx": self.errors_5xx,
             "transport_errors": self.transport_errors,
+            "client_errors_4xx": self.client_errors,
             "throttled": self.throttled,
             "throttle_waits": sum(s.throttle_waits for s in self.samples),
             "statuses": self.status_counts(),
             "by_path": self.by_path(),
         }
+        problems = self.path_problems()
+        if problems:
+            record["path_problems"] = problems
+        return record
 
 
 # --------------------------------------------------------------------------- baseline and Prometheus
@@ -197,11 +247,14 @@ class BaselineFigures:
     error_rate: float | None
     p95_ms: float | None
     problem: str | None = None  # why a number is missing
+    caveat: str | None = None  # why the numbers are a doubtful yardstick (used all the same)
 
     def evidence(self) -> dict[str, Any]:
         record: dict[str, Any] = {"source": self.source, "error_rate": _rate(self.error_rate), "p95_ms": _ms(self.p95_ms)}
         if self.problem is not None:
             record["problem"] = self.problem
+        if self.caveat is not None:
+            record["caveat"] = self.caveat
         return record
 
 
@@ -210,11 +263,11 @@ def figures_of_saved(saved: SavedVerdict) -> BaselineFigures:
     p95 = saved.number("slo.latency", "p95_ms")
     missing = [name for name, value in (("slo.error_rate error_rate", error_rate), ("slo.latency p95_ms", p95)) if value is None]
     problem = f"the saved verdict has no measured {' or '.join(missing)}: judged absolutely" if missing else None
-    return BaselineFigures(saved.describe(), error_rate, p95, problem)
+    return BaselineFigures(saved.describe(), error_rate, p95, problem, caveat=saved.caveat("post-deploy"))
 
 
 def figures_of_window(source: str, observation: SloObservation) -> BaselineFigures:
-    problem = observation.unmeasurable()
+    problem = observation.unmeasurable() or "; ".join(observation.path_problems()) or None
     if problem is not None:
         return BaselineFigures(source, None, None, f"the baseline could not be measured ({problem}): judged absolutely")
     summary = observation.latency()
@@ -246,6 +299,7 @@ def judge_error_rate(
     errors = observation.errors_5xx + observation.transport_errors
     observed = f"{_pct(rate)} ({errors} of {observation.judged}{_error_breakdown(observation)})"
     violations: list[str] = []
+    unmeasured = _path_problems(observation)
     if rate > limit:
         violations.append(f"error rate {observed} over {_pct(limit)}")
     if baseline is not None:
@@ -256,11 +310,10 @@ def judge_error_rate(
             expected.append(f"<= {_pct(allowed)} (baseline {_pct(baseline.error_rate)} + {_pct(increase)})")
             if rate > allowed + 1e-12:  # float sums: 0.01 + 0.005 must admit 0.015
                 violations.append(f"error rate {_pct(rate)} over the baseline's {_pct(baseline.error_rate)} + {_pct(increase)}")
-    unmeasured: str | None = None
     if prometheus is not None:
         evidence["prometheus"] = prometheus.evidence()
         if prometheus.value is None:
-            unmeasured = f"the Prometheus error rate could not be measured: {prometheus.problem}"
+            unmeasured.append(f"the Prometheus error rate could not be measured: {prometheus.problem}")
         else:
             observed += f"; Prometheus {_pct(prometheus.value)}"
             if prometheus.value > limit:
@@ -287,6 +340,10 @@ def judge_latency(
     evidence = {**observation.common_evidence(), **summary.evidence()}
     evidence["worst"] = [s.record() for s in sorted(observation.samples, key=_slowness, reverse=True)[:WORST_SHOWN]]
     violations = [f"{name.removesuffix('_ms')} {text}" for name, text in over_budget(summary, budgets).items()]
+    unmeasured = _path_problems(observation)
+    if not expected and (baseline is None or baseline.p95_ms is None):
+        # Every budget null leaves the baseline to judge; without its figure nothing was judged.
+        unmeasured.append("no latency budget is set (thresholds.slo p50_ms, p95_ms, p99_ms) and no baseline p95 to compare with")
     if baseline is not None:
         evidence["baseline"] = baseline.evidence()
         if baseline.p95_ms is not None:
@@ -299,7 +356,6 @@ def judge_latency(
             expected.append(f"p95 <= {allowed:.1f} ms ({rule})")
             if summary.p95_ms > allowed:
                 violations.append(f"p95 {format_ms(summary.p95_ms)} over {allowed:.1f} ms allowed by the baseline ({rule})")
-    unmeasured: str | None = None
     observed = f"p50 {format_ms(summary.p50_ms)}, p95 {format_ms(summary.p95_ms)}, p99 {format_ms(summary.p99_ms)}"
     if summary.lost:
         observed += f", {summary.lost} timed out"
@@ -307,7 +363,7 @@ def judge_latency(
         record = prometheus.evidence()
         record["note"] = "histogram_quantile interpolates within buckets: an estimate, coarser than the raw samples"
         if prometheus.value is None:
-            unmeasured = f"the Prometheus p95 could not be measured: {prometheus.problem}"
+            unmeasured.append(f"the Prometheus p95 could not be measured: {prometheus.problem}")
         else:
             prom_ms = prometheus.value * 1000
             record["p95_ms"] = _ms(prom_ms)
@@ -319,16 +375,22 @@ def judge_latency(
 
 
 def _decide(
-    violations: list[str], unmeasured: str | None, summary: str, observed: str, expected: str | None, evidence: dict[str, Any]
+    violations: list[str], unmeasured: list[str], summary: str, observed: str, expected: str | None, evidence: dict[str, Any]
 ) -> Finding:
     """Every violation fails; otherwise what could not be measured is an error; otherwise a pass."""
+    also = "; ".join(unmeasured)
     if violations:
-        also = f" (also: {unmeasured})" if unmeasured else ""
-        return Finding("failed", "; ".join(violations) + also, observed=observed, expected=expected, evidence=evidence)
-    if unmeasured is not None:
-        return Finding("error", f"{unmeasured} (active probes: {observed})", observed=observed, expected=expected, evidence=evidence)
+        text = "; ".join(violations) + (f" (also: {also})" if also else "")
+        return Finding("failed", text, observed=observed, expected=expected, evidence=evidence)
+    if unmeasured:
+        text = f"could not judge: {also} (active probes: {observed})"
+        return Finding("error", text, observed=observed, expected=expected, evidence=evidence)
     policy = f" (policy: {expected})" if expected else " (no budget set)"
     return Finding("passed", summary + policy, observed=observed, expected=expected, evidence=evidence)
+
+
+def _path_problems(observation: SloObservation) -> list[str]:
+    return [f"path {problem}" for problem in observation.path_problems()]
 
 
 def _joined(parts: list[str]) -> str | None:
@@ -352,6 +414,8 @@ def _error_breakdown(observation: SloObservation) -> str:
         parts.append(f"{observation.transport_errors} unanswered")
     if observation.throttled:
         parts.append(f"{observation.throttled} throttled (429, not counted)")
+    if observation.client_errors:
+        parts.append(f"{observation.client_errors} x 4xx (not counted)")
     return ": " + ", ".join(parts) if parts else ""
 
 
@@ -373,6 +437,17 @@ def _ms(value: float | None) -> float | None:
 
 # --------------------------------------------------------------------------- probing (network)
 
+# Seconds one request task slept waiting out 429s (a ContextVar: each task has its own copy).
+_THROTTLE_SLEPT: ContextVar[list[float]] = ContextVar("slo_throttle_slept")
+
+
+async def _throttle_sleep(seconds: float) -> None:
+    """ApiClient's wait for a Retry-After, accounted to the request that waited."""
+    spent = _THROTTLE_SLEPT.get(None)
+    if spent is not None:
+        spent[0] += seconds
+    await asyncio.sleep(seconds)
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -390,14 +465,22 @@ def probe(
     *,
     max_in_flight: int = MAX_IN_FLIGHT,
     transport: httpx.AsyncBaseTransport | None = None,
+    budget_s: float | None = None,
 ) -> list[SloObservation]:
-    """Probe every endpoint with ``plan`` in one shared window (requests alternate); one observation each."""
+    """Probe every endpoint with ``plan`` in one shared window (requests alternate); one observation each.
+
+    ``budget_s`` (e.g. what is left of the run's deadline) bounds the whole probe: ProbeTimeout
+    beyond it, whatever the window had measured (a cut window is not a sample of the release).
+    """
+    if budget_s is not None and budget_s <= 0:
+        raise ProbeTimeout("no time left for the SLO probe: the run's deadline has passed")
+    work = probe_async(endpoints, plan.paths, plan.requests, plan.window_s, max_in_flight=max_in_flight, transport=transport)
     # Not asyncio.run(): see probes.http.get (a stuck resolver thread must not hold the probe).
     loop = asyncio.new_event_loop()
     try:
-        return loop.run_until_complete(
-            probe_async(endpoints, plan.paths, plan.requests, plan.window_s, max_in_flight=max_in_flight, transport=transport)
-        )
+        return loop.run_until_complete(asyncio.wait_for(work, budget_s))
+    except TimeoutError:
+        raise ProbeTimeout(f"the SLO probe did not finish within what was left of the run's deadline ({budget_s:.1f} s)") from None
     finally:
         try:
             loop.run_until_complete(loop.shutdown_asyncgens())
@@ -422,22 +505,49 @@ async def probe_async(
         clients = [
             await stack.enter_async_context(
                 ApiClient(
-                    e.base_url, e.settings, max_throttle_retries=THROTTLE_RETRIES, max_throttle_wait_s=THROTTLE_WAIT_S, transport=transport
+                    e.base_url,
+                    e.settings,
+                    max_throttle_retries=THROTTLE_RETRIES,
+                    max_throttle_wait_s=THROTTLE_WAIT_S,
+                    sleep=_throttle_sleep,
+                    transport=transport,
                 )
             )
             for e in endpoints
         ]
-        # One untimed request each opens the keep-alive connection, so the first sample does not
-        # carry a TLS handshake; its answer (or failure) is not judged.
-        await asyncio.gather(*(_warm_up(client, e, paths[0]) for client, e in zip(clients, endpoints, strict=True)))
-        return await _window(clients, endpoints, paths, requests, window_s, max_in_flight, clock)
+        rate = requests / window_s
+        warmed = await asyncio.gather(
+            *(_warm_up(client, e, paths[0], rate, max_in_flight) for client, e in zip(clients, endpoints, strict=True))
+        )
+        observations = await _window(clients, endpoints, paths, requests, window_s, max_in_flight, clock)
+        return [replace(o, warm_up_requests=n) for o, n in zip(observations, warmed, strict=True)]
 
 
-async def _warm_up(client: ApiClient, endpoint: Endpoint, path: str) -> None:
+async def _warm_up(client: ApiClient, endpoint: Endpoint, path: str, rate_per_s: float, max_in_flight: int) -> int:
+    """Open the connections the window will keep busy, so no sample carries a TLS handshake; requests sent.
+
+    A first request opens one and times a request (handshake included, so the estimate errs
+    high). By Little's law about rate x latency requests are outstanding at once in the window:
+    when that is more than one, as many concurrent requests make the client open that many
+    connections. No answer is judged; failures are left for the window to show, sample by sample.
+    """
+    started = time.perf_counter()
+    first = await _untimed(client, endpoint, path)
+    if first is None or first.status == 429 or first.throttled:
+        return 1  # no answer, or the rate limit already bites: more warm-up would only make it worse
+    concurrent = min(max_in_flight, math.ceil(rate_per_s * (time.perf_counter() - started)))
+    if concurrent > 1:
+        await asyncio.gather(*(_untimed(client, endpoint, path) for _ in range(concurrent)))
+        return 1 + concurrent
+    return 1
+
+
+async def _untimed(client: ApiClient, endpoint: Endpoint, path: str) -> ApiAnswer | None:
+    """One warm-up request; None when it got no answer."""
     try:
-        await client.request("GET", path, token=endpoint.token)
+        return await client.request("GET", path, token=endpoint.token)
     except ProbeError:
-        pass  # the window will show it, sample by sample
+        return None
 
 
 async def _window(
@@ -457,21 +567,19 @@ async def _window(
     tasks: list[asyncio.Task[None]] = []
     pending: dict[asyncio.Task[None], tuple[int, str, float]] = {}  # not finished yet
 
-    async def one(index: int, path: str, at_ms: float) -> None:
+    async def one(index: int, path: str, due: float) -> None:
         endpoint, client, slot = endpoints[index], clients[index], slots[index]
+        at_ms = (due - started) * 1000
         timeout_s = endpoint.settings.timeout_s
-        waited_ms = 0.0
-        if slot.locked():  # every slot taken: the service is not keeping up, and the wait is part of this request
-            queued = clock()
-            try:
-                await asyncio.wait_for(slot.acquire(), timeout=timeout_s)
-            except TimeoutError:
-                failure = f"not sent: {max_in_flight} earlier requests were still unanswered after {timeout_s:g} s"
-                results[index].append(Sample(path, at_ms, None, math.inf, failure))
-                return
-            waited_ms = (clock() - queued) * 1000
-        else:
-            await slot.acquire()  # free: returns at once
+        # Every slot taken: the service is not keeping up, and the wait for one is part of this
+        # request's latency, as is any lag of the event loop since it was due.
+        try:
+            await asyncio.wait_for(slot.acquire(), timeout=timeout_s)
+        except TimeoutError:
+            failure = f"not sent: {max_in_flight} earlier requests were still unanswered after {timeout_s:g} s"
+            results[index].append(Sample(path, at_ms, None, math.inf, failure))
+            return
+        slept = _THROTTLE_SLEPT.set([0.0])  # this task's Retry-After sleeps: the one wait that is not the service's
         try:
             answer = await client.request("GET", path, token=endpoint.token)
         except ProbeTimeout as exc:
@@ -479,8 +587,10 @@ async def _window(
         except ProbeError as exc:
             results[index].append(Sample(path, at_ms, None, None, str(exc)))
         else:
-            results[index].append(Sample(path, at_ms, answer.status, answer.latency_ms + waited_ms, None, answer.throttled))
+            latency_ms = (clock() - due - _THROTTLE_SLEPT.get()[0]) * 1000
+            results[index].append(Sample(path, at_ms, answer.status, latency_ms, None, answer.throttled))
         finally:
+            _THROTTLE_SLEPT.reset(slept)
             slot.release()
 
     started = clock()
@@ -490,7 +600,7 @@ async def _window(
         if delay > 0:
             await asyncio.sleep(delay)
         index, path = k % count, paths[(k // count) % len(paths)]
-        task = asyncio.create_task(one(index, path, (due - started) * 1000))
+        task = asyncio.create_task(one(index, path, due))
         tasks.append(task)
         pending[task] = (index, path, (due - started) * 1000)
         task.add_done_callback(lambda t: pending.pop(t, None))
@@ -534,8 +644,8 @@ def endpoint_of(loaded: LoadedTarget, plan: SloProbeSettings, gates: Gates) -> E
     return Endpoint(f"target {target.name} ({target.base_url})", target.base_url, settings, loaded.token_of(plan.as_))
 
 
-def measure(loaded: LoadedTarget, gates: Gates, baseline: Baseline | None) -> SloMeasurement:
-    """Probe the target with its ``slo`` plan (and a baseline target alongside); ProbeError when impossible."""
+def measure(loaded: LoadedTarget, gates: Gates, baseline: Baseline | None, *, budget_s: float | None = None) -> SloMeasurement:
+    """Probe the target with its ``slo`` plan (and a baseline target alongside) within ``budget_s``; ProbeError when impossible."""
     plan = loaded.target.slo
     if plan is None:
         raise ValueError("the target names no slo plan")
@@ -543,7 +653,7 @@ def measure(loaded: LoadedTarget, gates: Gates, baseline: Baseline | None) -> Sl
     if isinstance(baseline, BaselineTarget):
         # The same plan for both, so the two windows are comparable; the baseline's own trust and token.
         endpoints.append(endpoint_of(baseline.loaded, plan, gates))
-    observations = probe(endpoints, plan)
+    observations = probe(endpoints, plan, budget_s=budget_s)
     figures: BaselineFigures | None = None
     if isinstance(baseline, SavedVerdict):
         figures = figures_of_saved(baseline)

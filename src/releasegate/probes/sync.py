@@ -3,11 +3,14 @@
     business.collaboration  N clients join; each sends every kind of action (message, typing, presence, edit)
                             ``rounds`` times. Every action must reach every OTHER client exactly once, each
                             sender's actions in the order sent, all clients in one global order; where events
-                            carry a sequence number, each client's numbers strictly increase.
+                            carry a sequence number, each client's numbers strictly increase. Once everything
+                            has arrived the clients keep listening for a short grace (min(timeout_ms, 500 ms)),
+                            so a late duplicate is counted rather than missed.
     business.sync_latency   client A sends one action every interval_ms on a fixed schedule (open loop: it
                             never waits for delivery, which would hide a stall), K times; each is timed on
-                            one monotonic clock until client B receives it. One not at B within timeout_ms is
-                            lost and counts as infinitely late (:mod:`releasegate.stats`).
+                            one monotonic clock from its *scheduled* send time until client B receives it
+                            (a server that stops reading blocks the send, and the stall must show). One not
+                            at B within timeout_ms is lost and counts as infinitely late (:mod:`releasegate.stats`).
 
 How an event is recognised: every action carries a nonce unique to the run, client and action, and
 an event is that action's delivery when the nonce appears anywhere in the frame. Events without one
@@ -19,14 +22,18 @@ that composes an action's frame), so it needs neither the scenario engine nor py
 observation, and the judges (pure: observation in, one :class:`Finding` out) decide. Bounded: at most
 :data:`MAX_CLIENTS` clients, frames up to ``max_frame_bytes``, frames kept per client capped, every
 handshake under the probe timeout, the whole probe under one budget, every connection closed in
-``finally``. A refused handshake is a :class:`ProbeError`; a connection the server closes mid-probe
-(e.g. 1008 for too many messages) is in the observation and makes the judge say ``error``.
+``finally``, and :func:`run_blocking` adds an outer backstop. A refused handshake is a
+:class:`ProbeError`, and so is a token that would travel over plain ws:// to a host that is not
+loopback. A connection the server closes mid-probe (e.g. 1008 for too many messages), or a reader
+that crashed on a hostile frame, is in the observation and makes the judge say ``error``: never
+"every event lost".
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import math
 import re
@@ -38,13 +45,14 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from releasegate import stats
 from releasegate._exceptions import ProbeError, ProbeTimeout
-from releasegate.config import SyncLatencyThresholds
+from releasegate.config import LOOPBACK_HOSTS, SyncLatencyThresholds
 from releasegate.results import Finding
 
 T = TypeVar("T")
@@ -68,6 +76,9 @@ UNMATCHED_SHOWN = 3
 EXTRA_FRAMES = 1_000
 # Beyond connect + sending + waiting, the probe may take this long (task switches, the last close).
 BUDGET_SLACK_S = 1.0
+# Once everything expected has arrived, keep reading this long (at most timeout_ms): a duplicate
+# delivered a little late must be counted, not missed because the probe hung up first.
+DUPLICATE_GRACE_MS = 500.0
 # A nonce per run, client and action; fixed width, so no nonce is a prefix of another.
 _NONCE = "rg-{run}-{client:02d}-{n:05d}"
 _NONCE_PATTERN = r"rg-{run}-\d{{2}}-\d{{5}}"
@@ -143,7 +154,7 @@ class ClientLog:
     receipts: tuple[Receipt, ...] = ()
     seqs: tuple[int, ...] = ()  # every sequence number seen, ours or not
     frames: int = 0
-    closed: str | None = None  # the server ended this connection mid-probe: code and reason
+    closed: str | None = None  # the connection ended mid-probe: the server's code and reason, or the reader crashed
     unmatched: tuple[str, ...] = ()  # excerpts of the first frames without one of our nonces
 
     def label(self) -> str:
@@ -160,12 +171,15 @@ class CollaborationObservation:
     interval_ms: float
     timeout_ms: float
     waited_ms: float  # after the last action, until everything arrived or timeout_ms
-    seq_checked: bool
+    seq_checked: bool  # sequence numbers were asked for AND some event carried one
+    seq_path: str | None = None  # where they were looked for (None: not asked)
+    grace_ms: float = 0.0  # listened on after everything arrived, for late duplicates
 
 
 @dataclass(frozen=True)
 class RoundTrip:
-    """One timed action: sent by A at ``sent_at``, first seen by B at ``received_at`` (and by A, its ack)."""
+    """One timed action: due at ``scheduled_at``, sent by A at ``sent_at``, first seen by B at ``received_at``
+    (and by A, its ack). Latency counts from ``scheduled_at``: a send that slipped is the server's delay too."""
 
     nonce: str
     scheduled_at: float
@@ -184,6 +198,7 @@ class LatencyObservation:
     planned: int
     interval_ms: float
     timeout_ms: float
+    grace_ms: float = 0.0  # listened on after everything arrived, for late duplicates
 
 
 # --------------------------------------------------------------------------- judges (pure)
@@ -218,7 +233,7 @@ def judge_collaboration(observation: CollaborationObservation) -> Finding:
     if closed:
         return Finding(
             "error",
-            f"could not judge: the server closed a connection mid-probe ({'; '.join(closed)})",
+            f"could not judge: a connection was lost mid-probe ({'; '.join(closed)})",
             observed={"closed": closed},
             expected="every connection open until the probe ends",
             evidence=evidence,
@@ -300,6 +315,8 @@ def judge_collaboration(observation: CollaborationObservation) -> Finding:
             evidence=evidence,
         )
     how = "; sequence numbers strictly increasing" if observation.seq_checked else ""
+    if "seq_note" in evidence:
+        how = f" ({evidence['seq_note']})"
     return Finding(
         "passed",
         f"{who}: every action reached every other client exactly once, in send order and one global order{how}",
@@ -414,8 +431,16 @@ def _collaboration_evidence(observation: CollaborationObservation) -> dict[str, 
         "interval_ms": observation.interval_ms,
         "timeout_ms": observation.timeout_ms,
         "waited_ms": round(observation.waited_ms, 1),
+        "grace_ms": round(observation.grace_ms, 1),
         "seq_checked": observation.seq_checked,
-    }
+    } | _seq_note(observation)
+
+
+def _seq_note(observation: CollaborationObservation) -> dict[str, str]:
+    """Why sequence numbers were not checked although the target names a path for them."""
+    if observation.seq_path is None or observation.seq_checked:
+        return {}
+    return {"seq_note": f"no event carried {observation.seq_path}: sequence numbers not checked"}
 
 
 def _client_evidence(client: ClientLog, actions: Sequence[Action]) -> dict[str, Any]:
@@ -438,10 +463,10 @@ def _client_evidence(client: ClientLog, actions: Sequence[Action]) -> dict[str, 
 
 
 def latencies_ms(observation: LatencyObservation) -> list[float]:
-    """One sample per round trip attempted: A's send to B's first receipt; inf when later than timeout_ms or never."""
+    """One sample per round trip attempted: A's scheduled send to B's first receipt; inf when later than timeout_ms or never."""
     samples: list[float] = []
     for trip in observation.round_trips:
-        latency = math.inf if trip.received_at is None else (trip.received_at - trip.sent_at) * 1000
+        latency = math.inf if trip.received_at is None else (trip.received_at - trip.scheduled_at) * 1000
         samples.append(latency if latency <= observation.timeout_ms else math.inf)
     return samples
 
@@ -468,7 +493,7 @@ def judge_sync_latency(observation: LatencyObservation, thresholds: SyncLatencyT
     if closed:
         return Finding(
             "error",
-            f"could not judge: the server closed a connection mid-probe ({'; '.join(closed)})",
+            f"could not judge: a connection was lost mid-probe ({'; '.join(closed)})",
             observed={"closed": closed},
             expected=expected,
             evidence=base | {"round_trips_sent": len(observation.round_trips)},
@@ -497,8 +522,11 @@ def judge_sync_latency(observation: LatencyObservation, thresholds: SyncLatencyT
         return Finding(
             "failed", f"sync latency over budget: {worst} ({trips}{lost})", observed=observed, expected=expected, evidence=evidence
         )
-    budget_note = "" if expected else " (no budget set: nothing judged)"
-    return Finding("passed", f"{trips}: {figures}{lost}{budget_note}", observed=observed, expected=expected, evidence=evidence)
+    if not expected:
+        # The policy model refuses this; a check that judged nothing must not pass all the same.
+        reason = "no latency budget is set (thresholds.sync_latency p50_ms, p95_ms, p99_ms, max_ms): nothing was judged"
+        return Finding("error", f"could not judge: {reason} ({trips}: {figures}{lost})", observed=observed, evidence=evidence)
+    return Finding("passed", f"{trips}: {figures}{lost}", observed=observed, expected=expected, evidence=evidence)
 
 
 def _latency_evidence(observation: LatencyObservation, samples: Sequence[float], summary: stats.LatencySummary) -> dict[str, Any]:
@@ -509,9 +537,13 @@ def _latency_evidence(observation: LatencyObservation, samples: Sequence[float],
     record: dict[str, Any] = summary.evidence() | {
         "slowest": slowest,
         "duplicated": sum(1 for t in trips if t.copies > 1),
-        # The open-loop schedule as kept: a large slip means the probe itself fell behind.
+        # How late a send left its schedule; it is inside every latency above (timed from the
+        # schedule). A large slip with fast acknowledgements: the probe fell behind; with slow
+        # ones or none: the server stopped reading.
         "max_send_slip_ms": round(max(slips), 2),
+        "grace_ms": round(observation.grace_ms, 1),
     }
+    # From the actual send: the server's echo time alone, beside the slip.
     acks = [(t.acked_at - t.sent_at) * 1000 for t in trips if t.acked_at is not None]
     record["sender_ack"] = (
         stats.summarize(acks).evidence() if acks else "the sender received none of its own events (no acknowledgement echo)"
@@ -597,6 +629,9 @@ class _Room:
 
     async def _open(self, index: int, member: Member) -> _Client:
         who = f"client {index} ({member.identity})"
+        if member.token and not _token_may_travel(self.url):
+            host = urlsplit(self.url).hostname
+            raise ProbeError(f"{who} would send its token unencrypted over ws:// to {host}: use a wss:// URL (sync.url)", url=self.url)
         headers = {"Authorization": f"Bearer {member.token}"} if member.token else None
         try:
             connection = await _Connect(
@@ -631,6 +666,10 @@ class _Room:
         except ConnectionClosed as exc:
             client.closed = _close_text(exc)
             self.settled.set()
+        except Exception as exc:  # whatever a hostile frame did, this client sees nothing more
+            # Recorded like a lost connection, so the judge says error: a crashed reader is not "every event lost".
+            client.closed = f"reader crashed: {type(exc).__name__}"
+            self.settled.set()
 
     def _received(self, client: _Client, at: float, frame: str | bytes) -> None:
         client.frames += 1
@@ -655,7 +694,7 @@ class _Room:
             return None
         try:
             value = self._seq_of(json.loads(text))
-        except (ValueError, KeyError, LookupError, TypeError):
+        except (ValueError, LookupError, TypeError, RecursionError):  # not JSON, no such path, nested too deep
             return None
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -683,6 +722,13 @@ class _Room:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.settled.wait(), timeout=max(0.0, deadline - self.clock()))
 
+    async def linger(self, grace_s: float) -> float:
+        """Everything arrived: keep reading ``grace_s`` longer, so a late duplicate is counted; the time lingered."""
+        if self.missing or any(c.closed is not None for c in self.clients):
+            return 0.0  # something is missing or gone anyway: the verdict does not hang on a duplicate
+        await asyncio.sleep(grace_s)
+        return grace_s
+
     async def leave(self) -> None:
         """Stop reading, then close every connection (in parallel, each bounded by close_timeout)."""
         readers = [c.reader for c in self.clients if c.reader is not None]
@@ -693,6 +739,20 @@ class _Room:
         for client in self.clients:
             if not client.connection.transport.is_closing():
                 client.connection.transport.abort()
+
+
+def _token_may_travel(url: str) -> bool:
+    """A bearer token goes over wss://, or over ws:// to this machine only."""
+    parts = urlsplit(url)
+    if parts.scheme != "ws":
+        return True
+    host = (parts.hostname or "").lower()
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _close_text(exc: ConnectionClosed) -> str:
@@ -716,6 +776,17 @@ async def _within(budget_s: float, what: str, url: str, work: Callable[[], Await
         raise ProbeTimeout(f"the {what} probe did not finish within its budget of {budget_s:.1f} s", url=url) from None
 
 
+def grace_ms(timeout_ms: float) -> float:
+    """How long the clients keep listening after everything arrived (late duplicates)."""
+    return min(timeout_ms, DUPLICATE_GRACE_MS)
+
+
+def probe_budget_s(actions_per_client: int, *, interval_ms: float, timeout_ms: float, options: WsOptions) -> float:
+    """The longest one probe may take: joining, sending on schedule, waiting, the grace, and closing."""
+    sending = actions_per_client * interval_ms / 1000
+    return options.timeout_s + sending + (timeout_ms + grace_ms(timeout_ms)) / 1000 + BUDGET_SLACK_S + options.timeout_s
+
+
 async def collaborate(
     url: str,
     members: Sequence[Member],
@@ -727,12 +798,14 @@ async def collaborate(
     timeout_ms: float,
     options: WsOptions,
     seq_of: SeqOf | None = None,
+    seq_path: str | None = None,
     clock: Clock = time.monotonic,
 ) -> CollaborationObservation:
     """All ``members`` join ``url``; then each sends every kind ``rounds`` times, interval_ms apart, all at once.
 
-    After the last action the probe waits up to timeout_ms for what has not arrived yet.
-    ProbeError when a client cannot join or the probe outlives its budget.
+    After the last action the probe waits up to timeout_ms for what has not arrived yet, then
+    lingers for :func:`grace_ms` if everything did. ``seq_path`` names what ``seq_of`` reads, for
+    evidence. ProbeError when a client cannot join or the probe outlives its budget.
     """
     if len(members) < 2:
         raise ValueError("collaboration needs at least two clients")
@@ -740,7 +813,7 @@ async def collaborate(
     interval_s = interval_ms / 1000
     per_client = rounds * len(kinds)
     actions: list[Action] = []
-    waited = [0.0]
+    waited, lingered = [0.0], [0.0]
 
     async def client_sends(client: _Client, start: float) -> None:
         others = [c.index for c in room.clients if c is not client]
@@ -761,22 +834,28 @@ async def collaborate(
         last = clock()
         await room.settle(last + timeout_ms / 1000)
         waited[0] = (clock() - last) * 1000
+        lingered[0] = await room.linger(grace_ms(timeout_ms) / 1000) * 1000
 
-    budget = options.timeout_s + per_client * interval_s + timeout_ms / 1000 + BUDGET_SLACK_S
+    # Closing is bounded on its own (close_timeout), after the work.
+    budget = probe_budget_s(per_client, interval_ms=interval_ms, timeout_ms=timeout_ms, options=options) - options.timeout_s
     try:
         await _within(budget, "collaboration", url, work)
     finally:
         await room.leave()
+    clients = tuple(c.log() for c in room.clients)
     return CollaborationObservation(
         url=url,
-        clients=tuple(c.log() for c in room.clients),
+        clients=clients,
         actions=tuple(sorted(actions, key=lambda a: a.sent_at)),
         kinds=tuple(kinds),
         rounds=rounds,
         interval_ms=interval_ms,
         timeout_ms=timeout_ms,
         waited_ms=waited[0],
-        seq_checked=seq_of is not None,
+        # Claimed only with data: a protocol without the number must not read as "checked, fine".
+        seq_checked=seq_of is not None and any(c.seqs for c in clients),
+        seq_path=None if seq_of is None else (seq_path or "a sequence number"),
+        grace_ms=lingered[0],
     )
 
 
@@ -794,12 +873,15 @@ async def round_trips(
 ) -> LatencyObservation:
     """A sends ``compose(nonce)`` every interval_ms on a fixed schedule, ``count`` times; B's receipts are timed.
 
-    Open loop: a send never waits for an earlier delivery. The send time is read right before
-    the send, each receipt's time the moment its frame is read, both on ``clock``.
+    Open loop: a send never waits for an earlier delivery. Each action's scheduled time and its
+    actual send time are kept (latency counts from the schedule), each receipt's time is read the
+    moment its frame is read, all on ``clock``. After everything arrived, the clients linger for
+    :func:`grace_ms` so late duplicates are counted.
     """
     room = _Room(url, [sender, receiver], options, seq_of=None, clock=clock)
     interval_s = interval_ms / 1000
     plan: list[tuple[str, float, float]] = []  # nonce, scheduled, sent
+    lingered = [0.0]
 
     async def work() -> None:
         await room.join()
@@ -815,8 +897,9 @@ async def round_trips(
             if not await room.send(a, text):
                 return
         await room.settle(clock() + timeout_ms / 1000)
+        lingered[0] = await room.linger(grace_ms(timeout_ms) / 1000) * 1000
 
-    budget = options.timeout_s + count * interval_s + timeout_ms / 1000 + BUDGET_SLACK_S
+    budget = probe_budget_s(count, interval_ms=interval_ms, timeout_ms=timeout_ms, options=options) - options.timeout_s
     try:
         await _within(budget, "sync latency", url, work)
     finally:
@@ -835,19 +918,32 @@ async def round_trips(
         for marker, scheduled, sent in plan
     )
     return LatencyObservation(
-        url=url, sender=a_log, receiver=b_log, round_trips=trips, planned=count, interval_ms=interval_ms, timeout_ms=timeout_ms
+        url=url,
+        sender=a_log,
+        receiver=b_log,
+        round_trips=trips,
+        planned=count,
+        interval_ms=interval_ms,
+        timeout_ms=timeout_ms,
+        grace_ms=lingered[0],
     )
 
 
-def run_blocking(work: Callable[[], Awaitable[T]]) -> T:
-    """``work()`` on a fresh event loop, for a (synchronous) check; ``work`` bounds itself.
+def run_blocking(work: Callable[[], Awaitable[T]], budget_s: float) -> T:
+    """``work()`` on a fresh event loop, for a (synchronous) check; ProbeTimeout after ``budget_s``.
 
-    Not asyncio.run(): it joins the default executor on the way out, so a getaddrinfo() stuck in
-    a slow resolver would hold the check past its deadline (as in probes.http.get).
+    ``work`` bounds itself; ``budget_s`` is the backstop should anything below ignore its own
+    timeout (and the place a check clamps the probe to the run's remaining deadline). Not
+    asyncio.run(): it joins the default executor on the way out, so a getaddrinfo() stuck in a
+    slow resolver would hold the check past its deadline (as in probes.http.get).
     """
+    if budget_s <= 0:
+        raise ProbeTimeout("no time left for the sync probe: the run's deadline has passed")
     loop = asyncio.new_event_loop()
     try:
-        return loop.run_until_complete(work())
+        return loop.run_until_complete(asyncio.wait_for(work(), budget_s))
+    except TimeoutError:
+        raise ProbeTimeout(f"the sync probe did not finish within its total budget of {budget_s:.1f} s") from None
     finally:
         try:
             loop.run_until_complete(loop.shutdown_asyncgens())

@@ -43,6 +43,10 @@ thresholds:
   # The reference answers /api in ~3 ms (p95 under ~10 ms on a busy 2-core machine); its
   # latency objective is 200 ms, so fault slow-api (+300 ms) breaks it.
   slo: {p95_ms: 200}
+load:
+  # The same objective under the smoke profile, which makes ~50 HTTP requests in 7 s.
+  thresholds: {http_p95_ms: "<200", fail_ratio: "<0.01", sync_p95_ms: "<250"}
+  min_requests: 30
 """
 
 
@@ -90,6 +94,8 @@ load:
   profiles: [smoke]
   identities: [primary, second]
   metrics: /metrics
+  # Sized as a 200m-CPU replica: healthy smoke uses ~0.035 core (~18 %), cpu-hog ~0.25-0.3 (120-150 %).
+  cores_per_replica: 0.2
 """
 
 

@@ -5,11 +5,13 @@ In order, for every HTTP request:
 1. header size: total request header bytes over ``max_header_bytes`` -> 431;
 2. body size: ``Content-Length`` over ``max_body_bytes`` -> 413 up front; otherwise the body is read
    (counting, so a chunked body cannot sneak past) before the app sees it -> 413 when it overflows;
-3. on ``/api`` only: the delay of fault slow-api first; then the per-IP bucket, then the login bucket
-   (log-in; gone under fault no-endpoint-rate-limit) or the bearer token (everything else, 401) and
-   the per-user bucket -> 429; then fault error-burst;
+3. on ``/api`` only: a slot of the in-flight budget (all taken -> 503, like an exhausted connection
+   pool; see metrics.py), held until the answer is sent; the delay of fault slow-api; then the
+   per-IP bucket, then the login bucket (log-in; gone under fault no-endpoint-rate-limit) or the
+   bearer token (everything else, 401) and the per-user bucket -> 429; then fault error-burst;
+   then, for a request let through, the CPU that fault cpu-hog burns;
 4. on every answer: security headers, RateLimit fields (``/api``), and the request metrics by
-   route template and status.
+   route template and status, plus the response body bytes sent.
 
 One middleware rather than a stack of them, so the order above is visible in one place.
 """
@@ -17,6 +19,7 @@ One middleware rather than a stack of them, so the order above is visible in one
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from typing import Any
@@ -31,6 +34,14 @@ from releasegate.reference.service import Service
 LOGIN_PATH = "/api/v1/auth/login"
 PRINCIPAL = "releasegate.principal"  # scope key carrying the authenticated Principal to the routes
 UNMATCHED = "<unmatched>"  # route label for paths no route knows: keeps metric cardinality bounded
+
+# Fault cpu-hog: CPU burnt per /api request let through. Busy work, never a sleep: the fault is
+# about cores per conversation (infra.capacity), not latency. It runs on a worker thread with the
+# GIL released, so the event loop keeps serving and the answer is late only by the burn itself
+# (~30 ms): the load thresholds hold while the CPU used per conversation grows ~10x.
+CPU_HOG_S = 0.030
+CPU_HOG_WALL_CAP_S = 1.0  # the loop's bound when the thread is starved of CPU (a busy host)
+_BURN_BLOCK = bytes(range(256)) * 256  # 64 KiB: hashlib releases the GIL for inputs over 2 KiB
 
 HSTS = "max-age=31536000; includeSubDomains"
 SHORT_HSTS = "max-age=86400; includeSubDomains"
@@ -89,6 +100,8 @@ class Edge:
                 status = message["status"]
                 present = {name.lower() for name, _ in message.get("headers", [])}
                 message = {**message, "headers": [*message.get("headers", []), *((k, v) for k, v in extra if k not in present)]}
+            elif message["type"] == "http.response.body":
+                self.service.metrics.response_bytes.inc(len(message.get("body", b"")))
             await send(message)
 
         try:
@@ -114,12 +127,22 @@ class Edge:
                 await _answer(send, problem(413, "Content Too Large", detail, [("Connection", "close")]))
                 return
 
-        if scope["path"].startswith("/api/"):
+        if not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        metrics = self.service.metrics
+        if not metrics.slots_free:
+            detail = f"{metrics.max_in_flight} API requests are in flight already, the most this instance serves at once"
+            await _answer(send, problem(503, "Service Unavailable", detail, [("Retry-After", "1")]))
+            return
+        with metrics.api_slot():
             answer = await self._api_gate(scope, extra)
             if answer is not None:
                 await _answer(send, answer)
                 return
-        await self.app(scope, receive, send)
+            if settings.has("cpu-hog"):
+                await asyncio.to_thread(burn_cpu, CPU_HOG_S, wall_cap_s=CPU_HOG_WALL_CAP_S)
+            await self.app(scope, receive, send)
 
     async def _bounded_body(self, scope: Scope, receive: Receive, limit: int) -> Receive:
         """Read the whole body up front, refusing more than ``limit`` bytes; replay it to the app."""
@@ -201,6 +224,19 @@ class Edge:
             if next(service.api_requests) % 10 < round(settings.error_burst_ratio * 10):
                 return problem(500, "Internal Server Error", "injected failure (fault error-burst)")
         return None
+
+
+def burn_cpu(seconds: float, *, wall_cap_s: float) -> float:
+    """Busy-work on this thread until it has used ``seconds`` of CPU, or ``wall_cap_s`` passed; the CPU used.
+
+    Thread CPU time, not process time: other threads' work (other instances in the same process,
+    the test runner) must not shorten the burn. The work is SHA-256 over 64 KiB blocks, during
+    which hashlib releases the GIL: the process really spends the CPU, other threads still run.
+    """
+    cpu0, deadline = time.thread_time(), time.perf_counter() + wall_cap_s
+    while time.thread_time() - cpu0 < seconds and time.perf_counter() < deadline:
+        hashlib.sha256(_BURN_BLOCK).digest()
+    return time.thread_time() - cpu0
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -8,6 +8,9 @@ An expected value is either a plain value (it must be equal) or a mapping, read 
 :class:`~releasegate.scenarios.model.Matcher` (``{matches: ..., type: ..., min_length: ...}``).
 Variables (``${name}``) in expected values are rendered first; inside ``matches`` a variable
 stands for its literal text (it is regex-escaped), so an id with a ``.`` or ``+`` still matches.
+A ``matches`` expression searches the first :data:`MAX_MATCHED_CHARS` characters of the value:
+the value comes from the deployment under test, and a backtracking pattern on megabytes of it
+could hold the gate for minutes.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from releasegate.scenarios.model import Expect, Matcher
 from releasegate.scenarios.template import render, render_text, to_text
 
 MAX_SHOWN = 120  # characters of an actual value quoted in a problem
+MAX_MATCHED_CHARS = 64 * 1024  # characters of a value a `matches` regular expression searches
 
 
 class _Missing:
@@ -67,7 +71,7 @@ def check_answer(expect: Expect, answer: ApiAnswer, variables: Mapping[str, Any]
     if expect.json_:
         try:
             document = answer.json()
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             problems.append(f"body: not JSON ({_short(str(exc))}), so {', '.join(expect.json_)} cannot be checked")
         else:
             problems += check_match(expect.json_, document, variables)
@@ -129,7 +133,7 @@ def matcher_problems(value_or_matcher: Any, actual: Any, where: str) -> list[str
         problems.append(f"{where}: does not contain {_short(matcher.contains)} (got {_short(actual)})")
     if matcher.matches is not None:
         try:
-            found = re.search(matcher.matches, to_text(actual)) is not None
+            found = re.search(matcher.matches, to_text(actual)[:MAX_MATCHED_CHARS]) is not None
         except re.error as exc:
             problems.append(f"{where}: invalid regular expression {_short(matcher.matches)} ({exc})")
         else:

@@ -10,25 +10,29 @@ the way it will run, step by step, so that nothing is found out half-way through
 - connections: ws_send, ws_expect and ws_close name a connection an earlier ws_connect opened;
 - JSON paths parse, regular expressions compile, matchers have known keys, budgets fit their
   step's timeout; a driver saves every output it declares;
-- golden sets name an existing driver that takes their input and saves their output;
-- the target's ``sync.setup`` and ``consistency.write`` name drivers that exist and fit
+- golden sets name an existing driver that takes their input and saves their output; their
+  regular expressions compile and their JSON schemas are valid schemas;
+- the target's ``sync.setup`` and ``consistency.write`` name drivers that exist and fit, and each
+  consistency read's expectation looks for the write (``${marker}`` or a driver output)
   (:func:`check_target_references`).
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import jsonschema
 from pydantic import ValidationError
 
 from releasegate import registry
 from releasegate._exceptions import ConfigError, Problem
 from releasegate._yaml import LineIndex, YamlPath, dotted, load_yaml
-from releasegate.config import LoadedTarget, validate_model
+from releasegate.config import ConsistencyRead, LoadedTarget, validate_model
 from releasegate.scenarios import jsonpath
 from releasegate.scenarios.expectations import matcher_definition_problems
 from releasegate.scenarios.model import BUILTIN_VARIABLES, Expect, GoldenSet, Scenario
@@ -300,7 +304,7 @@ def _golden_problems(loaded: LoadedGoldenSet, drivers: dict[str, LoadedScenario]
     if driver is None:
         known = ", ".join(sorted(drivers)) or "none"
         return [Problem(shown, lines.line(("driver",)), "driver", f"no driver {golden.driver!r} (drivers: {known})", _DRIVER_FIX)]
-    problems: list[Problem] = []
+    problems = _golden_check_problems(loaded)
     if golden.input not in driver.scenario.inputs:
         problems.append(
             Problem(
@@ -325,6 +329,37 @@ def _golden_problems(loaded: LoadedGoldenSet, drivers: dict[str, LoadedScenario]
 
 
 _DRIVER_FIX = "name a file of scenarios/drivers/ without .yaml"
+
+
+def _golden_check_problems(loaded: LoadedGoldenSet) -> list[Problem]:
+    """Regular expressions that do not compile, schemas that are not JSON schemas: found now, not
+    at the first prompt (where they could only make the check an error)."""
+    problems: list[Problem] = []
+    for case_index, case in enumerate(loaded.golden.cases):
+        for check_index, check in enumerate(case.checks):
+            base: YamlPath = ("cases", case_index, "checks", check_index)
+            for key, pattern in (("regex", check.regex), ("not_regex", check.not_regex)):
+                if pattern is None:
+                    continue
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    path = (*base, key)
+                    message = f"case {case.name!r}: {pattern!r} is not a valid regular expression: {exc}"
+                    problems.append(Problem(str(loaded.path), loaded.lines.line(path), dotted(path), message, _REGEX_FIX))
+            if check.json_schema is not None:
+                validator = jsonschema.validators.validator_for(check.json_schema)
+                try:
+                    validator.check_schema(check.json_schema)
+                except jsonschema.SchemaError as exc:
+                    path = (*base, "json_schema")
+                    message = f"case {case.name!r}: not a valid JSON schema: {exc.message}"
+                    fix = "see https://json-schema.org/understanding-json-schema/ (e.g. {type: object, required: [name]})"
+                    problems.append(Problem(str(loaded.path), loaded.lines.line(path), dotted(path), message, fix))
+    return problems
+
+
+_REGEX_FIX = "write a Python regular expression (quote it in single quotes so YAML keeps backslashes)"
 
 
 def check_target_references(target: LoadedTarget, suite: ScenarioSuite | None) -> list[Problem]:
@@ -382,6 +417,8 @@ def check_target_references(target: LoadedTarget, suite: ScenarioSuite | None) -
         for given in sorted(gives - set(driver.inputs)):
             problem(key_path, f"driver {name!r} must declare the input {given!r} (it is given the unique marker to write)", _MARKER_FIX)
         available = set(BUILTIN_VARIABLES) | set(driver.outputs) | gives
+        if key == "consistency.write" and settings.consistency is not None:
+            _reads_look_for_the_write(settings.consistency.reads, set(driver.outputs) | gives, name, problem)
         for use_path, value in uses:
             for path, text in _strings(value, use_path):
                 try:
@@ -399,6 +436,26 @@ def check_target_references(target: LoadedTarget, suite: ScenarioSuite | None) -
 
 
 _MARKER_FIX = "add `inputs: {marker: null}` to the driver and write ${marker} in what it posts"
+
+
+def _reads_look_for_the_write(reads: list[ConsistencyRead], written: set[str], driver: str, problem: Any) -> None:
+    """Reports (through ``problem``) every read whose expectation names neither ``${marker}`` nor
+    an output of the write driver: it holds on its first poll whether or not the write ever
+    shows, so it would prove nothing."""
+    for index, read in enumerate(reads):
+        names: set[str] = set()
+        for _, text in _strings(read.expect, ()):
+            try:
+                names |= variables_in(text)
+            except TemplateSyntaxError:
+                continue  # reported with the variables
+        if not names & written:
+            shown = ", ".join(f"${{{n}}}" for n in sorted(written))
+            problem(
+                ("consistency", "reads", index, "expect"),
+                f"the read's expectation does not look for the write: it names none of {shown} (driver {driver!r})",
+                'e.g. `expect: {status: 200, body_contains: "${marker}"}` (the default), or a JSON path equal to an output',
+            )
 
 
 class _Anything(dict[str, Any]):

@@ -184,13 +184,19 @@ class Scenario(_Strict):
 
 
 class GoldenCheck(_Strict):
-    """One test on the assistant's reply; exactly one key."""
+    """One test on the assistant's reply; exactly one key.
+
+    ``python_parses``, ``defines`` and ``json_schema`` read the first fenced block tagged with
+    the language (python, python3, py, py3; json), else the first untagged fenced block, else
+    the whole reply (:func:`releasegate.probes.golden.code_block`). ``regex`` and ``not_regex``
+    search the first 64 KiB of the reply.
+    """
 
     regex: str | None = None  # searched in the reply
     not_regex: str | None = None  # must not occur
-    python_parses: bool | None = None  # the first ```python block (else the reply) is valid Python
+    python_parses: bool | None = None  # the code (see above) is valid Python
     defines: str | None = None  # ... and defines this name (def, class, assignment or import)
-    json_schema: dict[str, Any] | None = None  # the first ```json block (else the reply) validates
+    json_schema: dict[str, Any] | None = None  # the JSON (see above) validates
     min_length: int | None = Field(default=None, ge=1)  # characters
 
     @model_validator(mode="after")

@@ -8,9 +8,17 @@ checks that call a driver, raising :class:`DriverFailed` so that ``check.measure
 an ``error`` finding.
 
 A step that got no answer at all (connection refused, TLS failure, no HTTP answer or handshake
-within its timeout, the run's budget exhausted) could not judge the deployment: ``error``. A
-step that got a wrong answer (status, body, budget, a refused upgrade, no matching event in
-time, a connection closed by the service) is ``failed``.
+within its timeout, the run's budget exhausted) could not judge the deployment: ``error``; so
+does a step that cannot run as written (an identity without a token, a token that would leave
+the target or cross the network in clear, anything unexpected while judging). A step that got
+a wrong answer (status, body, budget, a refused upgrade, no matching event in time, a connection
+closed by the service) is ``failed``.
+
+Credentials never reach evidence: the target's tokens, and every value a step saves into a
+variable named like a credential (``access_token``, ``session_id``, ``api_key``, ...), are
+scrubbed from every failure of every later run in the same :class:`RunContext`
+(:meth:`RunContext.redactor`, also for callers of :func:`run_driver`); JSON values at such keys
+are masked in body, frame and event excerpts.
 
 WebSocket events are claimed in arrival order: ``ws_expect`` first looks at earlier events of
 the connection that no step has claimed yet (a bounded backlog), then waits for new ones. Every
@@ -34,7 +42,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from releasegate._exceptions import ProbeError, ProbeTimeout
 from releasegate.config import Identity, LoadedTarget
-from releasegate.probes.api import ApiAnswer, ApiClient
+from releasegate.probes.api import ApiAnswer, ApiClient, is_secret_name, mask_secrets_in_json_text, token_allowed
 from releasegate.probes.http import EVIDENCE_BODY_CHARS, SENSITIVE_HEADERS, HttpSettings, ssl_context
 from releasegate.redact import Redactor
 from releasegate.results import Finding
@@ -60,8 +68,10 @@ Kind = Literal["failed", "error"]
 class RunContext:
     """Where and as whom scenarios run: the deployment's URLs, a token per identity, HTTP settings.
 
-    ``tokens`` maps an identity (primary, second, anonymous) to its bearer token (None: send
-    none); ``secrets`` are scrubbed from every piece of evidence.
+    ``tokens`` maps an identity (primary, second, anonymous) to its bearer token (None: it has
+    none; a step acting as that identity is an error, never an anonymous request);
+    ``token_problems`` says why an identity has none. ``secrets`` are scrubbed from every piece
+    of evidence, and so is every credential a scenario run in this context saved (``learned``).
     """
 
     base_url: str
@@ -69,6 +79,45 @@ class RunContext:
     tokens: Mapping[str, str | None] = field(repr=False)
     http: HttpSettings
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    token_problems: Mapping[str, str] = field(default_factory=dict)
+    # (variable, value) of credentials saved by runs in this context; grows as scenarios run.
+    learned: list[tuple[str, str]] = field(default_factory=list, repr=False, compare=False)
+
+    def secret_pairs(self) -> list[tuple[str, str]]:
+        """(name, value) of the target's secrets and of every credential saved so far by a run in this context."""
+        return [*(("secret", value) for value in self.secrets), *self.learned]
+
+    def redactor(self) -> Redactor:
+        """Scrubs :meth:`secret_pairs`."""
+        return Redactor(self.secret_pairs())
+
+    def learn(self, name: str, value: Any) -> None:
+        """Remember ``value`` as a credential when ``name`` says it is one (see :func:`is_secret_name`)."""
+        if is_secret_name(name) and value is not None:
+            self.learned.append((name, to_text(value)))
+
+
+def scrubbed(finding: Finding, redactor: Redactor) -> Finding:
+    """``finding`` with every secret ``redactor`` knows taken out (for checks built on drivers)."""
+    return Finding(
+        finding.outcome,
+        redactor.text(finding.summary),
+        redactor.data(finding.observed),
+        redactor.data(finding.expected),
+        redactor.data(finding.evidence),
+    )
+
+
+def missing_token_problem(identity: Identity, target: LoadedTarget) -> str | None:
+    """Why ``identity`` has no token (None: it has one, or is anonymous). Acting without it would
+    send an anonymous request that proves nothing about the identity's access."""
+    if identity == "anonymous" or target.token_of(identity):
+        return None
+    key = "auth.token_env" if identity == "primary" else "auth.second_token_env"
+    env = target.target.auth.token_env if identity == "primary" else target.target.auth.second_token_env
+    if env is None:
+        return f"acts as {identity} but {key} is not set"
+    return f"acts as {identity} but {key} names {env}, an empty or unset environment variable"
 
 
 def context_for(target: LoadedTarget, http: HttpSettings) -> RunContext:
@@ -77,9 +126,21 @@ def context_for(target: LoadedTarget, http: HttpSettings) -> RunContext:
     if ws_url is not None and ws_url.startswith("wss:") and not isinstance(http.verify, ssl.SSLContext) and http.verify:
         # An http:// base_url gets no trust store from the plugin; wss:// still needs the target's CA.
         http = replace(http, verify=ssl_context(target.ca_bundle))
-    tokens: dict[str, str | None] = {"primary": target.token_of("primary"), "second": target.token_of("second"), "anonymous": None}
+    identities: tuple[Identity, ...] = ("primary", "second")
+    tokens: dict[str, str | None] = {identity: target.token_of(identity) or None for identity in identities}
+    tokens["anonymous"] = None
+    problems: dict[str, str] = {
+        identity: problem for identity in identities if (problem := missing_token_problem(identity, target)) is not None
+    }
     found = [value for value in tokens.values() if value] + [value for _, value in target.secrets()]
-    return RunContext(base_url=target.target.base_url, ws_url=ws_url, tokens=tokens, http=http, secrets=tuple(dict.fromkeys(found)))
+    return RunContext(
+        base_url=target.target.base_url,
+        ws_url=ws_url,
+        tokens=tokens,
+        http=http,
+        secrets=tuple(dict.fromkeys(found)),
+        token_problems=problems,
+    )
 
 
 # --------------------------------------------------------------------------- outcome
@@ -137,7 +198,8 @@ class StepFailure:
 
 @dataclass(frozen=True)
 class ScenarioOutcome:
-    """How a scenario run went; ``saved`` holds every variable at the end (builtins and inputs too)."""
+    """How a scenario run went; ``saved`` holds every variable at the end (builtins and inputs too),
+    credentials unmasked: it is for callers, never for evidence."""
 
     name: str
     file: str
@@ -222,7 +284,6 @@ async def run_scenario(
     budget = deadline_s if deadline_s is not None else scenario_budget_s(spec)
     started = time.perf_counter()
     end = time.monotonic() + budget
-    redactor = Redactor(("secret", value) for value in ctx.secrets)
     records: list[StepRecord] = []
     failure: StepFailure | None = None
     session = _Session(ctx)
@@ -243,11 +304,14 @@ async def run_scenario(
                     except TimeoutError:
                         raise _timed_out(step, timeout, budget_ran_out=timeout < step.timeout_ms / 1000) from None
                 except _StepFailed as exc:
-                    failure = exc.failure(index, step, redactor)
+                    failure = exc.failure(index, step, ctx.redactor())
                 except UndefinedVariable as exc:
-                    failure = _StepFailed(_undefined(exc, ctx), kind="error").failure(index, step, redactor)
+                    failure = _StepFailed(_undefined(exc, ctx), kind="error").failure(index, step, ctx.redactor())
                 except TemplateSyntaxError as exc:  # the loader rules it out; a hand-built scenario may not
-                    failure = _StepFailed(str(exc), kind="error").failure(index, step, redactor)
+                    failure = _StepFailed(str(exc), kind="error").failure(index, step, ctx.redactor())
+                except Exception as exc:  # whatever a hostile answer provokes, the run reports it
+                    reason = f"the step could not be judged: {type(exc).__name__}: {str(exc)[:300]}"
+                    failure = _StepFailed(reason, kind="error").failure(index, step, ctx.redactor())
                 records.append(StepRecord(index, step.name, step.action, (time.perf_counter() - step_started) * 1000, failure is None))
                 if failure is not None:
                     break
@@ -268,7 +332,11 @@ async def run_scenario(
 async def run_driver(
     suite: ScenarioSuite, name: str, ctx: RunContext, inputs: Mapping[str, Any], *, deadline_s: float | None = None
 ) -> dict[str, Any]:
-    """Run the driver ``name`` with ``inputs``; its declared outputs, or DriverFailed naming the failing step."""
+    """Run the driver ``name`` with ``inputs``; its declared outputs, or DriverFailed naming the failing step.
+
+    Outputs may hold credentials the driver saved (a login's token): show them only through
+    ``ctx.redactor()``.
+    """
     loaded = suite.drivers.get(name)
     if loaded is None:
         raise DriverFailed(f"driver {name}: no such driver in {suite.folder / 'drivers'}")
@@ -404,12 +472,17 @@ class _Session:
             del self.connections[connection.name]
             await _close([connection])
 
-    def _token(self, identity: Identity) -> str | None:
+    def _token(self, identity: Identity, url: str, *, explicit: bool, request: dict[str, Any]) -> str | None:
+        """The identity's token for a request to ``url``; a step error when it has none or may not send it there."""
         if identity == "anonymous":
             return None
         token = self.ctx.tokens.get(identity)
-        if token is None and identity == "second":
-            raise _StepFailed("the step acts as 'second' but the target names no token for it (auth.second_token_env)", kind="error")
+        if not token:
+            why = self.ctx.token_problems.get(identity, f"acts as {identity} but the target names no token for it")
+            raise _StepFailed(f"the step {why}", kind="error", request=request)
+        problem = token_allowed(url, self.ctx.base_url, self.ctx.ws_url, explicit=explicit)
+        if problem is not None:
+            raise _StepFailed(f"the step {problem}", kind="error", request=request)
         return token
 
     def _connection(self, name: str) -> _Connection:
@@ -436,10 +509,10 @@ class _Session:
         method = spec.method.upper()
         request: dict[str, Any] = {"method": method, "url": url, "as": spec.as_}
         if headers:
-            request["headers"] = {k: ("[redacted]" if k.lower() in SENSITIVE_HEADERS else v) for k, v in headers.items()}
+            request["headers"] = {k: ("[redacted]" if _sensitive_header(k) else v) for k, v in headers.items()}
         if shown_body is not None:
-            request["body_excerpt"] = shown_body[:EVIDENCE_BODY_CHARS]
-        token = self._token(spec.as_)
+            request["body_excerpt"] = mask_secrets_in_json_text(shown_body[:EVIDENCE_BODY_CHARS])
+        token = self._token(spec.as_, url, explicit="as_" in spec.model_fields_set, request=request)
         expected = _shown(step.expect.model_dump(by_alias=True, exclude_defaults=True), variables) if step.expect else {"status": "2xx"}
         try:
             answer = await self.api.request(method, url, token=token, headers=headers, timeout_s=timeout, **kwargs)
@@ -451,6 +524,7 @@ class _Session:
             raise _StepFailed("; ".join(problems), problems=problems, expected=expected, request=request, response=response)
         for name, where in step.save.items():
             variables[name] = _saved_from_answer(name, where, answer, request, response)
+            self.ctx.learn(name, variables[name])
 
     # ------------------------------------------------------------------- websocket
 
@@ -462,7 +536,7 @@ class _Session:
         request = {"url": url, "as": spec.as_, "connection": spec.connection}
         if not url.startswith(("ws://", "wss://")):
             raise _StepFailed(f"{url!r} is not a ws:// or wss:// URL", kind="error", request=request)
-        token = self._token(spec.as_)
+        token = self._token(spec.as_, url, explicit="as_" in spec.model_fields_set, request=request)
         if token:
             headers["Authorization"] = f"Bearer {token}"
         try:
@@ -484,8 +558,8 @@ class _Session:
             body = answer.body.decode("utf-8", errors="replace") if answer.body else ""
             response = {
                 "status": answer.status_code,
-                "headers": {k.lower(): ("[redacted]" if k.lower() in SENSITIVE_HEADERS else v) for k, v in answer.headers.raw_items()},
-                "body_excerpt": body[:EVIDENCE_BODY_CHARS],
+                "headers": {k.lower(): ("[redacted]" if _sensitive_header(k) else v) for k, v in answer.headers.raw_items()},
+                "body_excerpt": mask_secrets_in_json_text(body[:EVIDENCE_BODY_CHARS]),
             }
             raise _StepFailed(f"the upgrade was refused with HTTP {answer.status_code}", request=request, response=response) from None
         except TimeoutError:
@@ -510,7 +584,8 @@ class _Session:
             frame = json.dumps(_jsonable(render(spec.json_, variables)), ensure_ascii=False)
         else:
             frame = to_text(render(spec.text, variables))
-        request = {"connection": spec.connection, "url": connection.url, "frame_excerpt": frame[:EVIDENCE_BODY_CHARS]}
+        shown = mask_secrets_in_json_text(frame[:EVIDENCE_BODY_CHARS])
+        request = {"connection": spec.connection, "url": connection.url, "frame_excerpt": shown}
         try:
             await connection.socket.send(frame)
         except ConnectionClosed as exc:
@@ -557,6 +632,7 @@ class _Session:
                 variables[name] = jsonpath.resolve(event, path)
             except jsonpath.PathNotFound:
                 raise _StepFailed(f"cannot save {name}: the event has nothing at {path}", request=request, response=shown) from None
+            self.ctx.learn(name, variables[name])
 
     def _claim(self, connection: _Connection, match: Mapping[str, Any], variables: Mapping[str, Any]) -> Any:
         """The first unclaimed earlier event that matches, removed from the backlog; else _NOT_JSON."""
@@ -620,16 +696,20 @@ def _saved_from_answer(name: str, where: str, answer: ApiAnswer, request: dict[s
 def _parse_frame(frame: str | bytes) -> tuple[str, Any]:
     if isinstance(frame, bytes):
         return f"<binary frame, {len(frame)} bytes>", _NOT_JSON
-    excerpt = frame if len(frame) <= EVENT_CHARS else frame[: EVENT_CHARS - 1] + "…"
+    excerpt = mask_secrets_in_json_text(frame if len(frame) <= EVENT_CHARS else frame[: EVENT_CHARS - 1] + "…")
     try:
         return excerpt, json.loads(frame)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the interpreter's limit
         return excerpt, _NOT_JSON
 
 
 def _excerpt(event: Any) -> str:
     text = json.dumps(event, ensure_ascii=False, default=str)
-    return text if len(text) <= EVIDENCE_BODY_CHARS else text[: EVIDENCE_BODY_CHARS - 1] + "…"
+    return mask_secrets_in_json_text(text if len(text) <= EVIDENCE_BODY_CHARS else text[: EVIDENCE_BODY_CHARS - 1] + "…")
+
+
+def _sensitive_header(name: str) -> bool:
+    return name.lower() in SENSITIVE_HEADERS or is_secret_name(name)
 
 
 def _close_reason(exc: ConnectionClosed) -> str:
