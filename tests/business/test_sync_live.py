@@ -119,11 +119,6 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         )
 
 
-def only_healthy(live: Live) -> None:
-    if live.fault != "healthy":
-        pytest.skip("about the healthy deployment only")
-
-
 def test_collaboration_of_three_clients(live: Live) -> None:
     # Given three clients (primary, second, primary) in one conversation
     async def probe() -> sync.CollaborationObservation:
@@ -181,8 +176,8 @@ def test_sync_latency_open_loop(live: Live) -> None:
     assert finding.evidence["sender_ack"]["samples"] >= 20
 
 
+@pytest.mark.parametrize("live", ["healthy"], indirect=True)
 def test_a_connection_closed_for_sending_too_fast_is_an_error_naming_the_close(live: Live) -> None:
-    only_healthy(live)
 
     # Given a sender far above the reference's 50 messages per second
     async def probe() -> sync.LatencyObservation:
@@ -199,8 +194,8 @@ def test_a_connection_closed_for_sending_too_fast_is_an_error_naming_the_close(l
     assert "closed by the server with 1008" in finding.summary
 
 
+@pytest.mark.parametrize("live", ["healthy"], indirect=True)
 def test_a_refused_join_is_a_probe_error_naming_the_client(live: Live) -> None:
-    only_healthy(live)
 
     async def probe() -> sync.CollaborationObservation:
         url = await live.conversation()
@@ -244,8 +239,8 @@ def test_the_gate_run_end_to_end(live: Live, tmp_path: Path) -> None:
     assert checks["business.sync_latency"]["evidence"]["samples"] == 30
 
 
+@pytest.mark.parametrize("live", ["healthy"], indirect=True)
 def test_a_missing_second_token_is_an_error_never_a_pass(live: Live, tmp_path: Path) -> None:
-    only_healthy(live)
     # Given a target that names no second identity, while sync joins as primary and second
     target = tmp_path / "target.yaml"
     text = live.target_path.read_text(encoding="utf-8")
@@ -264,8 +259,8 @@ def test_a_missing_second_token_is_an_error_never_a_pass(live: Live, tmp_path: P
     ] * 2
 
 
+@pytest.mark.parametrize("live", ["healthy"], indirect=True)
 def test_a_target_without_a_sync_section_skips_both_checks(live: Live, tmp_path: Path) -> None:
-    only_healthy(live)
     text = live.target_path.read_text(encoding="utf-8")
     start, end = text.index("\nsync:\n"), text.index("\nconsistency:")
     target = tmp_path / "target.yaml"
@@ -278,8 +273,8 @@ def test_a_target_without_a_sync_section_skips_both_checks(live: Live, tmp_path:
     assert [(c["outcome"], c["summary"]) for c in verdict["checks"]] == [("skipped", "the target names no sync section (key: sync)")] * 2
 
 
+@pytest.mark.parametrize("live", ["healthy"], indirect=True)
 def test_the_probe_is_cut_at_the_runs_deadline_not_after_it(live: Live, tmp_path: Path) -> None:
-    only_healthy(live)
     # Given a run deadline of 5 s and a latency plan that needs 8 s of sending alone
     gates = tmp_path / "gates.yaml"
     gates.write_text(
