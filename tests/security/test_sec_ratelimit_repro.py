@@ -49,7 +49,9 @@ def test_a_fast_refilling_ip_bucket_never_passes_for_a_user_or_endpoint_limit(tm
     # Given the review's deployment: only a fast per-IP limit
     for run in range(RUNS):
         outcomes = gate(tmp_path, ["no-user-rate-limit", "no-endpoint-rate-limit"], run)
-        # Then the IP limit is shown, and neither missing limit is taken for present
-        assert outcomes["security.rate_limit.ip"] == "passed", outcomes
+        # Then neither missing limit is taken for present. (Whether the IP burst outruns a refill
+        # of 200 tokens/s depends on how fast this machine sends: on a busy CI box it may not, so
+        # the IP check's own outcome is not this test's business; it must just never be an error.)
+        assert outcomes["security.rate_limit.ip"] in ("passed", "failed"), outcomes
         assert outcomes["security.rate_limit.user"] in ("failed", "error"), outcomes
         assert outcomes["security.rate_limit.endpoint"] in ("failed", "error"), outcomes

@@ -31,9 +31,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from releasegate._exceptions import ProbeError, ProbeTimeout
 from releasegate.config import LOOPBACK_HOSTS
-from releasegate.probes.http import EVIDENCE_BODY_CHARS, SENSITIVE_HEADERS, HttpSettings, _cause, _read_bounded
+from releasegate.probes.http import EVIDENCE_BODY_CHARS, SENSITIVE_HEADERS, HttpSettings, _read_bounded, probe_error
 from releasegate.probes.ratelimit_headers import parse_retry_after
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -259,13 +258,5 @@ class ApiClient:
 
         try:
             return await asyncio.wait_for(exchange(), timeout=timeout_s)
-        except (TimeoutError, httpx.TimeoutException):
-            raise ProbeTimeout(f"{method} answered not within {timeout_s:g} s", url=url) from None
-        except httpx.ConnectError as exc:
-            raise ProbeError(f"cannot connect: {_cause(exc)}", url=url) from None
-        except httpx.RemoteProtocolError as exc:
-            raise ProbeError(f"malformed or aborted HTTP answer: {_cause(exc)}", url=url) from None
-        except httpx.HTTPError as exc:
-            raise ProbeError(f"HTTP exchange failed: {_cause(exc)}", url=url) from None
-        except (OSError, ssl.SSLError) as exc:
-            raise ProbeError(f"network error: {exc}", url=url) from None
+        except (TimeoutError, httpx.HTTPError, OSError, ssl.SSLError) as exc:
+            raise probe_error(exc, url, timeout=f"{method} answered not within {timeout_s:g} s") from None

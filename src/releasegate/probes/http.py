@@ -97,16 +97,33 @@ def get(url: str, settings: HttpSettings) -> HttpObservation:
 async def fetch(url: str, settings: HttpSettings) -> HttpObservation:
     try:
         return await asyncio.wait_for(_fetch(url, settings), timeout=settings.timeout_s)
-    except (TimeoutError, httpx.TimeoutException):
-        raise ProbeTimeout(f"no complete answer within {settings.timeout_s:g} s", url=url) from None
-    except httpx.ConnectError as exc:
-        raise ProbeError(f"cannot connect: {_cause(exc)}", url=url) from None
-    except httpx.RemoteProtocolError as exc:
-        raise ProbeError(f"malformed or aborted HTTP answer: {_cause(exc)}", url=url) from None
-    except httpx.HTTPError as exc:
-        raise ProbeError(f"HTTP exchange failed: {_cause(exc)}", url=url) from None
-    except (OSError, ssl.SSLError) as exc:
-        raise ProbeError(f"network error: {exc}", url=url) from None
+    except (TimeoutError, httpx.HTTPError, OSError, ssl.SSLError) as exc:
+        raise probe_error(exc, url, timeout=f"no complete answer within {settings.timeout_s:g} s") from None
+
+
+def probe_error(exc: BaseException, url: str, *, timeout: str) -> ProbeError:
+    """What an HTTP exchange that failed with ``exc`` could not measure, in words (``timeout``: the
+    message for running out of time). For ``except (TimeoutError, httpx.HTTPError, OSError, ssl.SSLError)``."""
+    if isinstance(exc, (TimeoutError, httpx.TimeoutException)):
+        return ProbeTimeout(timeout, url=url)
+    if isinstance(exc, httpx.ConnectError):
+        return ProbeError(f"cannot connect: {_cause(exc)}", url=url)
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return ProbeError(f"malformed or aborted HTTP answer: {_cause(exc)}", url=url)
+    if isinstance(exc, httpx.HTTPError):
+        return ProbeError(f"HTTP exchange failed: {_cause(exc)}", url=url)
+    return ProbeError(f"network error: {exc}", url=url)
+
+
+def client_tls(verify: ssl.SSLContext | bool) -> ssl.SSLContext:
+    """An SSL context for a raw client connection from HttpSettings.verify (False: no verification)."""
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 async def _fetch(url: str, settings: HttpSettings) -> HttpObservation:

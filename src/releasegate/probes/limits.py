@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from releasegate.probes import ratelimit_headers
-from releasegate.probes.http import HttpSettings
+from releasegate.probes.http import HttpSettings, client_tls
 from releasegate.probes.ratelimit_headers import RateLimitHeaders
 from releasegate.results import Finding
 
@@ -228,7 +228,7 @@ async def _raw_request(
         async with asyncio.timeout(settings.timeout_s):
             try:
                 wire = await _Wire.open(
-                    parts.hostname or "", parts.port or (443 if https else 80), _client_tls(settings.verify) if https else None
+                    parts.hostname or "", parts.port or (443 if https else 80), client_tls(settings.verify) if https else None
                 )
                 await wire.send(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
                 go_on = asyncio.Event()
@@ -257,16 +257,6 @@ async def _raw_request(
 
 def _sent(fixed: int | None, counter: list[int]) -> int:
     return fixed if fixed is not None else counter[0]
-
-
-def _client_tls(verify: ssl.SSLContext | bool) -> ssl.SSLContext:
-    if isinstance(verify, ssl.SSLContext):
-        return verify
-    context = ssl.create_default_context()
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class _Wire:

@@ -43,7 +43,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from releasegate._exceptions import ProbeError, ProbeTimeout
 from releasegate.config import Identity, LoadedTarget
 from releasegate.probes.api import ApiAnswer, ApiClient, is_secret_name, mask_secrets_in_json_text, token_allowed
-from releasegate.probes.http import EVIDENCE_BODY_CHARS, SENSITIVE_HEADERS, HttpSettings, ssl_context
+from releasegate.probes.http import EVIDENCE_BODY_CHARS, SENSITIVE_HEADERS, HttpSettings, client_tls, ssl_context
 from releasegate.redact import Redactor
 from releasegate.results import Finding
 from releasegate.scenarios import jsonpath
@@ -542,7 +542,7 @@ class _Session:
         try:
             socket = await _NoRedirects(
                 url,
-                ssl=_client_ssl(self.ctx.http.verify) if url.startswith("wss:") else None,
+                ssl=client_tls(self.ctx.http.verify) if url.startswith("wss:") else None,
                 additional_headers=headers or None,
                 compression=None,
                 proxy=None,  # never through an environment proxy: the scenario talks to the target itself
@@ -660,16 +660,6 @@ async def _close(connections: list[_Connection]) -> None:
         transport = connection.socket.transport
         if transport is not None and not transport.is_closing():
             transport.abort()
-
-
-def _client_ssl(verify: ssl.SSLContext | bool) -> ssl.SSLContext:
-    if isinstance(verify, ssl.SSLContext):
-        return verify
-    context = ssl.create_default_context()
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def _response_evidence(answer: ApiAnswer) -> dict[str, Any]:
