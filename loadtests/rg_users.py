@@ -438,6 +438,10 @@ class SyncUser(_BaseUser):
         if len(self.pending) >= MAX_PENDING:
             self._fire(SYNC_EDIT, time.perf_counter(), time.time(), error=f"{MAX_PENDING} edits still wait for their event")
             return
+        # Connect (or reconnect) first: a rejoin's handshake must not be timed as this edit's latency.
+        if self._usable() is None:
+            self._fire(SYNC_EDIT, time.perf_counter(), time.time(), error="no sync connection to send the edit on")
+            return
         self.sent += 1
         nonce = f"rg-{self.sync_number}-{self.sent}"
         self.pending[nonce] = (time.perf_counter(), time.time())

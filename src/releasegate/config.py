@@ -560,7 +560,7 @@ class LoadPolicy(_Strict):
     # a condition, a list of them, or {condition, abort_on_fail, delay_abort_eval_s}.
     thresholds: dict[str, str | LoadThreshold | list[str | LoadThreshold]] = Field(default_factory=_default_load_thresholds)
     # Fewer requests than this: inconclusive (error), neither pass nor fail.
-    min_requests: int = Field(default=100, ge=1)
+    min_requests: int = Field(default=30, ge=1)
     # A load generator above this CPU share measured itself, not the service: inconclusive.
     max_generator_cpu_percent: float = Field(default=90.0, gt=0, le=100)
     # No profile runs longer than this, whatever its stages say.

@@ -372,6 +372,7 @@ class LoadRunProcess:
                         shape.kill(block=True)
                 runner.stop()
                 duration = self.elapsed()
+                self.problem = self.problem or self.ended_early(env, runner, duration)
                 if isinstance(runner, MasterRunner):
                     self.wait_for_final_batches(runner)
             if isinstance(runner, MasterRunner):
@@ -385,6 +386,23 @@ class LoadRunProcess:
         self.stop_workers()
         return 0
 
+    def ended_early(self, env: Environment, runner: Runner, duration: float) -> str | None:
+        """Why a shape that is over did not run its course, or None: a shape greenlet also ends when
+        Locust stops the run itself (the last worker gone), when tick() raised, or when a user quit
+        the run; judged as finished, such a partial run could pass on the samples it had."""
+        if self.aborted is not None:
+            return None  # abort_on_fail stopped it on purpose; that verdict is a failure already
+        if locust.log.unhandled_greenlet_exception:
+            return "a Locust greenlet crashed during the run (see locust.log): the load was not what the profile says"
+        if env.process_exit_code not in (None, 0):
+            return f"a virtual user stopped the run (exit code {env.process_exit_code}; see locust.log)"
+        if isinstance(runner, MasterRunner) and runner.worker_count < self.connected_workers:
+            return f"{self.connected_workers - runner.worker_count} of {self.connected_workers} load workers went away during the run"
+        planned = self.profile.total_duration_s
+        if duration < planned - 2.0:
+            return f"the run ended after {duration:.1f} s of the {planned:g} s planned: the profile did not run its course"
+        return None
+
     def wait_for_final_batches(self, runner: MasterRunner) -> None:
         deadline = time.monotonic() + FINAL_BATCH_WAIT_S
         while time.monotonic() < deadline:
@@ -394,6 +412,8 @@ class LoadRunProcess:
             gevent.sleep(0.1)
         missing = len(set(runner.worker_indexes) - self.finals)
         log.warning("%d workers sent no last batch within %g s: their last second of samples is missing", missing, FINAL_BATCH_WAIT_S)
+        # Samples are missing from the verdict: judging the rest could pass a run that was not measured whole.
+        self.problem = self.problem or f"{missing} load workers' last samples never arrived: the run was not measured whole"
 
     def release_workers(self, runner: MasterRunner) -> None:
         """Send the workers home while still listening: each sends Locust its last stats report on
