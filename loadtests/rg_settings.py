@@ -31,7 +31,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from releasegate._exceptions import ConfigError, Problem
-from releasegate.config import LOOPBACK_HOSTS, Identity, LoadedTarget, load_target
+from releasegate.config import Identity, LoadedTarget, load_target
+from releasegate.load import safety
 from releasegate.load.profiles import LoadProfile, load_profile, profiles_folder
 
 HERE = Path(__file__).resolve().parent
@@ -96,8 +97,8 @@ class Settings:
         return sorted({v for v in values if v}, key=len, reverse=True)
 
     def host_allowed(self, url: str) -> bool:
-        host = (urlsplit(url).hostname or "").lower()
-        return bool(host) and (host in LOOPBACK_HOSTS or host in self.allowed_hosts)
+        # The gate's own rule (loopback is 127.0.0.0/8, ::1, localhost), so both sides agree.
+        return safety.allowed(url, self.allowed_hosts)
 
     def ws_url_for(self, base_url: str) -> str:
         """The sync endpoint for ``base_url`` (which --host may have changed)."""
