@@ -48,6 +48,7 @@ ME = "/api/v1/me"
 SYNC_EDIT = "sync edit->event"
 SYNC_CONNECT = "sync connect"
 DROPPED = "dropped iteration"
+CUT_AT_STOP = "iteration cut at stop"
 
 TOOL_POLLS = 5  # a tool run not finished after this many polls is a failed sample
 TOOL_POLL_INTERVAL_S = 0.2
@@ -56,6 +57,9 @@ WS_RECV_WAIT_S = 0.5  # how often the receive loop looks for edits whose event i
 ROOM_WAIT_S = 15.0  # a SyncUser waits this long for the first of its room to open the conversation
 MAX_PENDING = 500  # edits waiting for their event, per connection
 DRAIN_S = 5.0  # after the last arrival, in-flight iterations get this long before the pacer idles
+# At stop, at most this many unfired arrivals are reported one by one (a stop long before the end of
+# a fast schedule would otherwise fire millions of events from on_stop); past it the rest is logged.
+MAX_REPORTED_AT_STOP = 10_000
 LINT_CODE = "def add(a, b):\n    return a + b\n"
 
 _user_numbers = itertools.count()
@@ -463,6 +467,12 @@ class ArrivalUser(_BaseUser):
     Each runs in a gevent pool of ``max_vus``; an arrival that finds the pool full is dropped and
     reported (ARRIVAL "dropped iteration", a failure), so a slow service shows as lost work
     instead of as a politely lower request rate (coordinated omission).
+
+    The schedule counts from the pacer's own start, which comes after the run's (spawning), while
+    the shape ends the run ``duration_s`` after the run's start: arrivals still due then were never
+    made, and are reported at stop as dropped iterations too (the planned load was not sent). An
+    iteration still in flight at stop is killed; it is reported as one failed ARRIVAL sample
+    "iteration cut at stop", so the lost work leaves a trace instead of vanishing.
     """
 
     fixed_count = 1
@@ -475,10 +485,37 @@ class ArrivalUser(_BaseUser):
         super().__init__(environment)
         self.pool: Pool | None = None
         self.done = False
+        self.planned = 0  # arrivals of the schedule
+        self.fired = 0  # arrivals made or dropped so far
 
     def on_stop(self) -> None:
+        open_model = SETTINGS.profile.open_model if SETTINGS.profile is not None else None
+        unfired = max(0, self.planned - self.fired)
+        if unfired and open_model is not None:
+            reported = min(unfired, MAX_REPORTED_AT_STOP)
+            if unfired > reported:
+                log.warning("%d arrivals never made at stop; %d reported as dropped iterations", unfired, reported)
+            for _ in range(reported):
+                self._report(DROPPED, f"the run stopped before this arrival was due (pacer schedule of {self.planned})")
         if self.pool is not None:
+            in_flight = len(self.pool)
             self.pool.kill(block=False)
+            for _ in range(in_flight):
+                self._report(CUT_AT_STOP, "the run stopped while this iteration was in flight")
+        self.fired = self.planned
+
+    def _report(self, name: str, why: str) -> None:
+        self.environment.events.request.fire(
+            request_type="ARRIVAL",
+            name=name,
+            response_time=0,
+            response_length=0,
+            response=None,
+            context={},
+            exception=LoadError(why),
+            start_time=time.time(),
+            url=None,
+        )
 
     @task
     def pace(self) -> None:
@@ -487,7 +524,7 @@ class ArrivalUser(_BaseUser):
             return
         self.done = True
         self.pool = pool = Pool(open_model.max_vus)
-        arrivals = int(open_model.duration_s * open_model.arrival_rate_per_s)
+        arrivals = self.planned = int(open_model.duration_s * open_model.arrival_rate_per_s)
         tokens = (
             [self.token] if SETTINGS.profile is not None and SETTINGS.profile.login else [SETTINGS.token_of(i) for i in SETTINGS.identities]
         )
@@ -495,18 +532,9 @@ class ArrivalUser(_BaseUser):
         for index in range(arrivals):
             due = first + index / open_model.arrival_rate_per_s
             gevent.sleep(max(0.0, due - time.perf_counter()))
+            self.fired = index + 1
             if pool.full():
-                self.environment.events.request.fire(
-                    request_type="ARRIVAL",
-                    name=DROPPED,
-                    response_time=0,
-                    response_length=0,
-                    response=None,
-                    context={},
-                    exception=LoadError(f"no free virtual user (max_vus {open_model.max_vus})"),
-                    start_time=time.time(),
-                    url=None,
-                )
+                self._report(DROPPED, f"no free virtual user (max_vus {open_model.max_vus})")
                 continue
             pool.spawn(self._iteration, index, tokens[index % len(tokens)])
         pool.join(timeout=DRAIN_S)

@@ -4,7 +4,8 @@ The load is the one ``load.<profile>`` judges (the ``load_runs`` fixture runs ea
 per gate run); around it the fixture took resource snapshots from the target's metrics source
 (``load.metrics``, or ``prometheus`` when named). This check judges them with
 :func:`releasegate.load.capacity.judge_capacity` against gates.yaml's ``load.capacity`` rules,
-and reports the headroom and the replicas each of the rules' sizes would need.
+and reports the headroom and the replicas each of the rules' sizes would need. The load is
+sized by its time-weighted mean conversations and users (:func:`releasegate.load.capacity.sizing_load`), not its peaks.
 """
 
 from __future__ import annotations
@@ -40,16 +41,24 @@ def test_capacity(check: CheckRecorder, target: LoadedTarget, policy: Gates, loa
         check.conclude(Finding("error", f"could not read the service's resources around the load: {why}", observed="no snapshot"))
         return
     summary = run.summary
+    conversations, users = capacity.sizing_load(summary)
     finding = capacity.judge_capacity(
         run.before,
         run.after,
         duration_s=summary.duration_s,
-        concurrent_conversations=summary.concurrent_conversations,
-        active_users=summary.peak_users,
+        concurrent_conversations=conversations,
+        active_users=users,
         p95_ms=summary.http.p95_ms if summary.http is not None else None,
         sla_p95_ms=capacity.sla_p95_ms(policy.load),
         rules=policy.load.capacity,
         replicas=load.replicas,
         cores_per_replica=load.cores_per_replica,
     )
-    check.conclude(Finding(finding.outcome, finding.summary, finding.observed, finding.expected, {"profile": profile, **finding.evidence}))
+    load_figures = {
+        "mean_conversations": summary.mean_conversations,
+        "peak_conversations": summary.concurrent_conversations,
+        "mean_users": summary.mean_users,
+        "peak_users": summary.peak_users,
+    }
+    evidence = {"profile": profile, "load": load_figures, **finding.evidence}
+    check.conclude(Finding(finding.outcome, finding.summary, finding.observed, finding.expected, evidence))

@@ -535,7 +535,8 @@ class LoadThreshold(_Strict):
 
 
 def _default_load_thresholds() -> dict[str, Any]:
-    return {"http_p95_ms": "<800", "fail_ratio": "<0.01", "sync_p95_ms": "<250"}
+    # dropped_iterations reads 0 (a count, not missing data) for a profile without an open model.
+    return {"http_p95_ms": "<800", "fail_ratio": "<0.01", "sync_p95_ms": "<250", "dropped_iterations": "<=0"}
 
 
 class CapacityRules(_Strict):

@@ -430,3 +430,50 @@ def test_snapshot_target_prefers_prometheus_and_is_none_without_a_source(tmp_pat
 def test_the_evidence_is_json() -> None:
     finding = judge(snap(100.0, in_use=0, size=64, busy=0.0), snap(101.0, in_use=0, size=64, busy=1.0))
     json.dumps(finding.evidence, allow_nan=False)
+
+
+# --------------------------------------------------------------------------- sizing by the mean load
+
+
+def _spike_summary(**overrides: Any) -> Any:
+    from releasegate.load.results import LoadSummary
+
+    fields: dict[str, Any] = {
+        "requests": 100, "failures": 0, "sync_events": 0, "sync_failures": 0, "fail_ratio": 0.0, "rps": 10.0,
+        "http": None, "sync": None, "dropped_iterations": 0, "peak_users": 20, "concurrent_conversations": 20,
+        "duration_s": 10.0, "generator_cpu_percent_max": None, "generator_cpu_percent_peak": None,
+        "generator_cpu_percent_mean": None, "cpu_warning": False, "workers": 0,
+        "mean_users": 10.0, "mean_conversations": 10.0,
+    }  # fmt: skip
+    fields.update(overrides)
+    return LoadSummary(**fields)
+
+
+def test_a_spike_is_sized_by_its_mean_load_not_its_peak() -> None:
+    # A spike: 20 conversations at the top, 10 on average over the run. 15 CPU s in 10 s is 1.5 cores
+    # over the run, ramps included: 1.5 per 10 conversations of the mean, not 0.75 per 10 of the peak.
+    summary = _spike_summary()
+    conversations, users = capacity.sizing_load(summary)
+    assert (conversations, users) == (10.0, 10.0)
+    by_mean = judge(snap(100.0), snap(115.0), concurrent_conversations=conversations, active_users=users, cores_per_replica=4.0)
+    assert by_mean.outcome == "failed"
+    assert rule(by_mean, "cores per 10 conversations")["exceeded"]
+    by_peak = judge(snap(100.0), snap(115.0), concurrent_conversations=20, active_users=20, cores_per_replica=4.0)
+    assert not rule(by_peak, "cores per 10 conversations")["exceeded"]  # what the peak understated
+
+
+@pytest.mark.parametrize("mean", [None, 0.0])
+def test_sizing_falls_back_to_the_peak_without_a_mean(mean: float | None) -> None:
+    assert capacity.sizing_load(_spike_summary(mean_users=mean, mean_conversations=mean)) == (20.0, 20.0)
+
+
+def test_the_means_travel_through_results_json_and_older_results_read_as_none() -> None:
+    from releasegate.load.results import LoadSummary
+
+    summary = _spike_summary(mean_users=7.25, mean_conversations=6.5)
+    data = json.loads(json.dumps(summary.to_json()))
+    again = LoadSummary.from_json(data)
+    assert (again.mean_users, again.mean_conversations) == (7.25, 6.5)
+    del data["mean_users"], data["mean_conversations"]
+    older = LoadSummary.from_json(data)
+    assert older.mean_users is None and capacity.sizing_load(older) == (20.0, 20.0)

@@ -2,14 +2,19 @@
 
 The master runs no users; the workers forward their raw samples to it in batches (a custom
 Locust message), and the gate judges them as for a single process. A short run, healthy, so
-it must promote; then the figures must show that the load came from the two workers.
+it must promote; then the figures must show that the load came from the two workers. A worker
+killed mid-run must never let the gate promote on what the other one measured.
 """
 
 from __future__ import annotations
 
 import json
+import signal
+import threading
+import time
 from pathlib import Path
 
+import psutil  # type: ignore[import-untyped]
 import pytest
 from test_load_gate import load, prepare, smoke_row
 
@@ -58,3 +63,48 @@ def test_workers_that_never_connect_hold_the_gate_after_a_bounded_wait(tmp_path:
     row = smoke_row(verdict)
     assert (code, verdict["decision"], row["outcome"]) == (2, "hold", "error")
     assert "only 0 of 1 load workers connected within 1 s" in row["summary"]
+
+
+def _kill_one_worker_once_both_run(stop: threading.Event, killed: list[int]) -> None:
+    """SIGKILL one of the run's two worker processes a second after both exist (bounded wait)."""
+    me = psutil.Process()
+    deadline = time.monotonic() + 60.0
+    while not stop.is_set() and time.monotonic() < deadline:
+        workers = []
+        for child in me.children(recursive=True):
+            try:
+                if "--worker" in child.cmdline():
+                    workers.append(child)
+            except psutil.Error:
+                continue
+        if len(workers) == 2:
+            # Both started; give them a second to connect and carry load, then kill one.
+            stop.wait(2.0)
+            try:
+                workers[0].send_signal(signal.SIGKILL)
+                killed.append(workers[0].pid)
+            except psutil.Error:
+                pass
+            return
+        stop.wait(0.05)
+
+
+def test_a_worker_killed_mid_run_never_promotes(tmp_path: Path) -> None:
+    # Given the healthy reference deployment and a run with two local workers
+    stop, killed = threading.Event(), []
+    killer = threading.Thread(target=_kill_one_worker_once_both_run, args=(stop, killed), daemon=True)
+    with running() as deployment:
+        target, gates = prepare(deployment, tmp_path)
+        killer.start()
+        try:
+            # When one worker is SIGKILLed during the load
+            code, verdict = load(target, gates, tmp_path / "report", "--workers", "2", "--expect-workers-max-wait", "30")
+        finally:
+            stop.set()
+            killer.join(timeout=5)
+    assert killed, "no worker was killed: the test did not test anything"
+    # Then the gate does not promote on what the surviving worker measured
+    row = smoke_row(verdict)
+    assert verdict["decision"] != "promote" and row["outcome"] != "passed", row["summary"]
+    assert (verdict["decision"], row["outcome"]) == ("hold", "error"), row["summary"]
+    assert "workers" in row["summary"], row["summary"]

@@ -215,3 +215,42 @@ def test_a_foreign_host_is_refused_before_any_request(tmp_path: Path) -> None:
     stats = tmp_path / "out_stats.csv"  # Locust opens it before the check runs: it must stay empty
     assert not stats.exists() or stats.read_text(encoding="utf-8").strip() == ""
     assert TOKEN not in result.stdout + result.stderr
+
+
+ON_STOP = """\
+import json, sys
+import gevent
+from gevent.pool import Pool
+import locust
+from locust.env import Environment
+from locust.util.load_locustfile import load_locustfile
+users, _ = load_locustfile(sys.argv[1])
+pacer = users["ArrivalUser"]
+pacer.host = "https://127.0.0.1:9"
+env = Environment(user_classes=[pacer], events=locust.events)
+seen = []
+env.events.request.add_listener(lambda request_type, name, exception=None, **_: seen.append([request_type, name, exception is not None]))
+user = pacer(env)
+user.planned, user.fired = 10, 7  # stopped with 3 arrivals of the schedule still due
+user.pool = Pool(4)
+for _ in range(2):
+    user.pool.spawn(gevent.sleep, 60)  # two iterations in flight
+gevent.sleep(0)
+user.on_stop()
+gevent.sleep(0.2)
+print(json.dumps({"seen": seen, "left": len(user.pool)}))
+"""
+
+
+def test_the_pacer_reports_unfired_arrivals_and_cut_iterations_at_stop(tmp_path: Path) -> None:
+    (tmp_path / "arrivals.yaml").write_text(
+        "description: d\nopen_model: {arrival_rate_per_s: 5, max_vus: 4, duration_s: 2}\nmax_duration_s: 10\n", encoding="utf-8"
+    )
+    env = clean_env(RELEASEGATE_PROFILES_DIR=str(tmp_path), RELEASEGATE_PROFILE="arrivals", RELEASEGATE_TOKEN=TOKEN)
+    result = subprocess.run(
+        [sys.executable, "-c", ON_STOP, str(LOCUSTFILE)], env=env, cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S
+    )
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["seen"] == [["ARRIVAL", "dropped iteration", True]] * 3 + [["ARRIVAL", "iteration cut at stop", True]] * 2
+    assert found["left"] == 0

@@ -191,3 +191,72 @@ def test_abort_waits_for_its_delay_and_only_for_abort_thresholds() -> None:
     )
     assert abort_reason(parsed, summary, elapsed_s=2, has_sync_users=True) is None
     assert abort_reason(parsed, summary, elapsed_s=5, has_sync_users=True) == "fail_ratio 0.0909 (9.1%), expected <0.01"
+
+
+def test_past_the_cap_the_kept_samples_stay_a_uniform_sample_of_the_whole_run() -> None:
+    # 300k HTTP samples, the second half slow: with the old "keep the first cap" book the p95
+    # described only the fast start (10 ms); a reservoir keeps ~half slow samples.
+    book = SampleBook(cap=200_000)
+    for i in range(300_000):
+        book.add(1000 + i / 1000, "GET", "/api/v1/me", 10.0 if i < 150_000 else 900.0, False)
+    for i in range(1_000):
+        book.add(1000 + i, "WS", "sync edit->event", 3.0, False)
+    summary = book.summary(duration_s=300)
+    assert summary.requests == 300_000 and summary.sync_events == 1_000
+    assert (summary.samples_kept, summary.samples_dropped) == (201_000, 100_000)
+    assert summary.http is not None and summary.http.samples == 200_000
+    assert summary.http.p95_ms == 900.0 and summary.http.p50_ms in (10.0, 900.0)
+    slow = sum(1 for s in book.reservoirs["http"] if s[3] == 900.0)
+    assert 0.45 < slow / 200_000 < 0.55  # the slow half is half of the sample, not none of it
+    # a kind's reservoir is its own: sync samples are never pushed out by HTTP ones
+    assert summary.sync is not None and summary.sync.samples == 1_000
+
+
+def test_the_reservoir_is_reproducible() -> None:
+    def kept() -> list[float]:
+        book = SampleBook(cap=50)
+        for i in range(1_000):
+            book.add(1000 + i, "GET", "/a", float(i), False)
+        return [s[3] for s in book.samples]
+
+    assert kept() == kept()
+    assert kept() == sorted(kept())  # book.samples is in time order
+
+
+def test_abort_is_judged_on_a_bounded_window_of_the_latest_samples() -> None:
+    book = SampleBook(window=100)
+    for i in range(20_000):
+        book.add(1000 + i / 100, "GET", "/api/v1/me", 5.0 if i < 19_900 else 2_000.0, i % 1000 == 0)
+    window = book.window_summary(duration_s=200)
+    assert window.samples_kept == 100  # bounded whatever the run's length
+    assert window.requests == 20_000 and window.failures == 20  # counts stay exact
+    assert window.http is not None and window.http.p95_ms == 2_000.0  # the latest samples
+    parsed = thresholds_of({"http_p95_ms": {"condition": "<800", "abort_on_fail": True}}, "gates")
+    assert abort_reason(parsed, window, elapsed_s=200, has_sync_users=False) == "http_p95_ms 2000.0 ms, expected <800"
+    # the final verdict uses every kept sample
+    full = book.summary(duration_s=200)
+    assert full.samples_kept == 20_000 and full.http is not None and full.http.p95_ms == 5.0
+
+
+def test_the_default_dropped_iterations_threshold_holds_for_a_closed_model_run() -> None:
+    from releasegate.config import LoadPolicy
+
+    defaults = LoadPolicy().thresholds
+    assert defaults["dropped_iterations"] == "<=0"
+    parsed = thresholds_of(defaults, "gates")
+    finding = judge(healthy_book().summary(duration_s=10), parsed, profile="smoke", min_requests=100,
+                    max_generator_cpu_percent=90.0, has_sync_users=True)  # fmt: skip
+    assert finding.outcome == "passed", finding.summary
+    assert finding.observed["dropped_iterations"] == "0"  # a count of 0, not "no data"
+
+
+def test_unfired_arrivals_fail_dropped_iterations_and_cut_iterations_are_counted_apart() -> None:
+    book = healthy_book()
+    book.add(1009, "ARRIVAL", "dropped iteration", 0, True)
+    book.add(1010, "ARRIVAL", "iteration cut at stop", 0, True)
+    book.add(1010, "ARRIVAL", "iteration cut at stop", 0, True)
+    summary = book.summary(duration_s=10)
+    assert (summary.dropped_iterations, summary.cut_iterations) == (1, 2)
+    assert LoadSummary.from_json(json.loads(json.dumps(summary.to_json()))).cut_iterations == 2
+    outcome, text = verdict(summary, {**DEFAULTS, "dropped_iterations": "<=0"})
+    assert outcome == "failed" and "dropped_iterations 1, expected <=0" in text

@@ -56,7 +56,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -66,6 +66,9 @@ from releasegate.config import CapacityRules, LoadedTarget, LoadPolicy, LoadThre
 from releasegate.probes import prometheus
 from releasegate.probes.http import HttpSettings, get, ssl_context
 from releasegate.results import Finding
+
+if TYPE_CHECKING:
+    from releasegate.load.results import LoadSummary
 
 __all__ = [
     "BYTES_SENT_METRICS",
@@ -348,6 +351,18 @@ def _missing(before: ResourceSnapshot, after: ResourceSnapshot) -> list[str]:
     return missing
 
 
+def sizing_load(summary: LoadSummary) -> tuple[float, float]:
+    """(conversations, users) to size a run's cost by: its time-weighted means.
+
+    The CPU and bytes :func:`judge_capacity` divides are averages over the whole run, ramps
+    included; dividing them by the peaks understates the cost per conversation (about 2x for a
+    spike profile). The peak stands in only when a mean is missing (older results) or 0.
+    """
+    conversations = summary.mean_conversations or summary.concurrent_conversations
+    users = summary.mean_users or summary.peak_users
+    return float(conversations), float(users)
+
+
 def judge_capacity(
     before: ResourceSnapshot,
     after: ResourceSnapshot,
@@ -364,10 +379,10 @@ def judge_capacity(
     """Judge the resources used between two snapshots against the sizing rules (see the module docstring).
 
     ``duration_s`` is how long the load ran between the snapshots; ``concurrent_conversations``
-    the peak of simultaneous conversations (conversation and sync users), ``active_users`` the
-    peak of virtual users; ``p95_ms`` the load's HTTP p95 and ``sla_p95_ms`` its objective
-    (None: that trigger is not judged). Any rule exceeded -> failed; a figure that cannot be
-    computed -> error.
+    the simultaneous conversations (conversation and sync users), ``active_users`` the virtual
+    users, each best the time-weighted mean over the run (:func:`sizing_load`); ``p95_ms`` the
+    load's HTTP p95 and ``sla_p95_ms`` its objective (None: that trigger is not judged). Any rule
+    exceeded -> failed; a figure that cannot be computed -> error.
     """
     source = after.source or before.source
     snapshots = {"before": before.evidence(), "after": after.evidence()}

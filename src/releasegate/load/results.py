@@ -6,14 +6,21 @@ sample into a :class:`SampleBook`, summarises it into a :class:`LoadSummary` and
 :func:`judge` turns it into one :class:`~releasegate.results.Finding`.
 
 Samples are raw because Locust's own percentiles are bucketed to two significant digits
-(147 ms is counted as 150). The book is bounded: past ``cap`` samples it keeps counting
-requests and failures per name but no more latencies, and past ``max_names`` distinct names
-new names are counted under ``(other names)``.
+(147 ms is counted as 150). The book is bounded: it keeps at most ``cap`` samples of each kind
+(HTTP, sync, arrival) as a uniform random sample of all of that kind's events (reservoir
+sampling, Algorithm R, seeded so a run's artifacts are reproducible), so a long run's
+percentiles describe the whole run and not only its first ``cap`` events; requests and failures
+per name are counted exactly whatever the cap, and past ``max_names`` distinct names new names
+are counted under ``(other names)``. It also keeps the last ``WINDOW`` samples of each kind
+(:meth:`SampleBook.window_summary`): ``abort_on_fail`` is judged every second on those, so its
+cost per evaluation is bounded however long the run; the final verdict uses every kept sample.
 
 Sample kinds, from Locust's request type: ``WS`` is a sync event (edit -> event latency; a
 failed one is lost, ``inf``, so it pushes the upper percentiles up instead of vanishing),
-``ARRIVAL`` an open-model arrival that found no free user (a dropped iteration, not a request),
-anything else an HTTP request. The sync latency metrics pool the sync samples that time a round
+``ARRIVAL`` an open-model arrival that found no free user or was never made before the run
+stopped (a dropped iteration, not a request) or, named ``iteration cut at stop``, an iteration
+killed in flight when the run stopped (counted apart, ``cut_iterations``: work lost at the end,
+not load the service refused), anything else an HTTP request. The sync latency metrics pool the sync samples that time a round
 trip (names with ``->``, such as ``sync edit->event``); ``sync connect`` counts as a sync event
 (its failures count) but its handshake time is not an event latency. ``fail_ratio`` counts HTTP and sync failures together;
 ``requests`` and ``rps`` are HTTP requests only; ``min_requests`` is about HTTP requests.
@@ -32,6 +39,8 @@ Judgement, collecting everything first and deciding once:
 from __future__ import annotations
 
 import math
+import random
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -44,9 +53,14 @@ SampleKind = Literal["http", "sync", "arrival"]
 # (epoch seconds, request type, name, response time ms, failed)
 Sample = tuple[float, str, str, float, bool]
 
-DEFAULT_SAMPLE_CAP = 200_000
+DEFAULT_SAMPLE_CAP = 200_000  # per kind
+# abort_on_fail is judged on at most this many of the latest samples per kind.
+WINDOW = 5_000
+RESERVOIR_SEED = 20_240_601
 DEFAULT_MAX_NAMES = 200
 OTHER_NAMES = "(other names)"
+# The ARRIVAL sample of an open-model iteration killed in flight at stop (loadtests/rg_users.py).
+CUT_AT_STOP = "iteration cut at stop"
 # Evidence lists at most this many request names (the most frequent).
 EVIDENCE_NAMES = 20
 # A load generator is saturated when its CPU stays over the limit for this many 1-s readings
@@ -157,9 +171,15 @@ class LoadSummary:
     workers: int  # worker processes (0: one local process)
     by_name: tuple[NameStats, ...] = ()
     samples_kept: int = 0
-    samples_dropped: int = 0  # counted, but over the sample cap: no latency kept
+    samples_dropped: int = 0  # counted, but not in the kept (reservoir) sample: no latency kept
     aborted: str | None = None  # "<threshold> <observed>" when abort_on_fail stopped the run
     problem: str | None = None  # the run itself went wrong (workers missing, bound overrun)
+    # Time-weighted means over the load (user-seconds / seconds, sampled once a second), beside
+    # the peaks: a whole-run cost (CPU seconds over the run) divides by these, not by a peak
+    # reached only for part of the run. None: not measured (results written before they existed).
+    mean_users: float | None = None
+    mean_conversations: float | None = None
+    cut_iterations: int = 0  # open-model iterations killed in flight when the run stopped
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -172,8 +192,11 @@ class LoadSummary:
             "http": _latency_json(self.http),
             "sync": _latency_json(self.sync),
             "dropped_iterations": self.dropped_iterations,
+            "cut_iterations": self.cut_iterations,
             "peak_users": self.peak_users,
             "concurrent_conversations": self.concurrent_conversations,
+            "mean_users": _round(self.mean_users),
+            "mean_conversations": _round(self.mean_conversations),
             "duration_s": round(self.duration_s, 3),
             "generator_cpu_percent_max": _round(self.generator_cpu_percent_max),
             "generator_cpu_percent_peak": _round(self.generator_cpu_percent_peak),
@@ -200,8 +223,11 @@ class LoadSummary:
             http=_latency_from(data.get("http")),
             sync=_latency_from(data.get("sync")),
             dropped_iterations=int(data["dropped_iterations"]),
+            cut_iterations=int(data.get("cut_iterations", 0)),
             peak_users=int(data["peak_users"]),
             concurrent_conversations=int(data["concurrent_conversations"]),
+            mean_users=_float_or_none(data.get("mean_users")),
+            mean_conversations=_float_or_none(data.get("mean_conversations")),
             duration_s=float(data["duration_s"]),
             generator_cpu_percent_max=_float_or_none(data.get("generator_cpu_percent_max")),
             generator_cpu_percent_peak=_float_or_none(data.get("generator_cpu_percent_peak")),
@@ -236,12 +262,20 @@ class LoadSummary:
 class SampleBook:
     """Every request event of a run, bounded (see the module docstring)."""
 
-    def __init__(self, *, cap: int = DEFAULT_SAMPLE_CAP, max_names: int = DEFAULT_MAX_NAMES) -> None:
+    def __init__(self, *, cap: int = DEFAULT_SAMPLE_CAP, max_names: int = DEFAULT_MAX_NAMES, window: int = WINDOW) -> None:
         self.cap = cap
         self.max_names = max_names
-        self.samples: list[Sample] = []
+        self.reservoirs: dict[SampleKind, list[Sample]] = {"http": [], "sync": [], "arrival": []}
+        self.seen: dict[SampleKind, int] = {"http": 0, "sync": 0, "arrival": 0}
+        self.recent: dict[SampleKind, deque[Sample]] = {k: deque(maxlen=window) for k in self.reservoirs}
         self.counts: dict[tuple[str, str], list[int]] = {}
         self.dropped = 0
+        self.random = random.Random(RESERVOIR_SEED)
+
+    @property
+    def samples(self) -> list[Sample]:
+        """The kept samples of every kind, in time order."""
+        return sorted((s for kept in self.reservoirs.values() for s in kept), key=lambda s: s[0])
 
     def _key(self, request_type: str, name: str) -> tuple[str, str]:
         key = (request_type, name)
@@ -254,10 +288,19 @@ class SampleBook:
         row = self.counts.setdefault(key, [0, 0])
         row[0] += 1
         row[1] += int(failed)
-        if len(self.samples) < self.cap:
-            self.samples.append((t, key[0], key[1], float(response_time_ms), bool(failed)))
-        else:
-            self.dropped += 1
+        sample: Sample = (t, key[0], key[1], float(response_time_ms), bool(failed))
+        kind = kind_of(key[0])
+        self.recent[kind].append(sample)
+        self.seen[kind] += 1
+        kept = self.reservoirs[kind]
+        if len(kept) < self.cap:
+            kept.append(sample)
+            return
+        # Algorithm R: the n-th event replaces a random kept one with probability cap / n.
+        self.dropped += 1
+        slot = self.random.randrange(self.seen[kind])
+        if slot < self.cap:
+            kept[slot] = sample
 
     def add_counts(self, request_type: str, name: str, requests: int, failures: int) -> None:
         """Events counted elsewhere (a worker over its batch cap) without their latencies."""
@@ -273,6 +316,8 @@ class SampleBook:
         duration_s: float,
         peak_users: int = 0,
         concurrent_conversations: int = 0,
+        mean_users: float | None = None,
+        mean_conversations: float | None = None,
         cpu: CpuReading | None = None,
         cpu_warning: bool = False,
         workers: int = 0,
@@ -280,17 +325,29 @@ class SampleBook:
         problem: str | None = None,
     ) -> LoadSummary:
         return summarize_samples(
-            self.samples,
+            (s for kept in self.reservoirs.values() for s in kept),
             self.counts,
             duration_s=duration_s,
             peak_users=peak_users,
             concurrent_conversations=concurrent_conversations,
+            mean_users=mean_users,
+            mean_conversations=mean_conversations,
             cpu=cpu or CpuReading(),
             cpu_warning=cpu_warning,
             workers=workers,
             dropped=self.dropped,
             aborted=aborted,
             problem=problem,
+        )
+
+    def window_summary(self, *, duration_s: float) -> LoadSummary:
+        """Exact counts, latencies of the last ``window`` samples per kind only: what
+        ``abort_on_fail`` is judged on every second, at a cost that does not grow with the run."""
+        return summarize_samples(
+            (s for recent in self.recent.values() for s in recent),
+            self.counts,
+            duration_s=duration_s,
+            dropped=self.dropped,
         )
 
 
@@ -307,6 +364,8 @@ def summarize_samples(
     duration_s: float,
     peak_users: int = 0,
     concurrent_conversations: int = 0,
+    mean_users: float | None = None,
+    mean_conversations: float | None = None,
     cpu: CpuReading | None = None,
     cpu_warning: bool = False,
     workers: int = 0,
@@ -320,11 +379,15 @@ def summarize_samples(
         by_key.setdefault((sample[1], sample[2]), []).append(latency_value(sample))
         kept += 1
     totals = {"http": [0, 0], "sync": [0, 0], "arrival": [0, 0]}
+    cut = 0
     pooled: dict[str, list[float]] = {"http": [], "sync": []}
     names: list[NameStats] = []
     for (request_type, name), (requests, failures) in sorted(counts.items()):
         kind = kind_of(request_type)
-        totals[kind][0] += requests
+        if kind == "arrival" and name == CUT_AT_STOP:
+            cut += requests
+        else:
+            totals[kind][0] += requests
         totals[kind][1] += failures
         latencies = by_key.get((request_type, name), [])
         if kind == "http" or (kind == "sync" and is_round_trip(name)):
@@ -345,9 +408,12 @@ def summarize_samples(
         sync=summarize(pooled["sync"]) if pooled["sync"] else None,
         # An arrival event is a dropped iteration whether or not the locustfile marked it failed.
         dropped_iterations=totals["arrival"][0],
+        cut_iterations=cut,
         peak_users=peak_users,
         concurrent_conversations=concurrent_conversations,
         duration_s=duration_s,
+        mean_users=mean_users,
+        mean_conversations=mean_conversations,
         generator_cpu_percent_max=reading.sustained_max,
         generator_cpu_percent_peak=reading.peak,
         generator_cpu_percent_mean=reading.mean,

@@ -173,6 +173,11 @@ class LoadRunProcess:
         self.finals: set[str] = set()
         self.peak_users = 0
         self.peak_conversations = 0
+        # Time-weighted users and conversations while the load runs (mean = seconds-weighted sum / time).
+        self.user_seconds = 0.0
+        self.conversation_seconds = 0.0
+        self.measured_s = 0.0
+        self.load_over = False
         self.started = 0.0
         self.started_at = datetime.now(UTC)
         self.aborted: str | None = None
@@ -222,6 +227,8 @@ class LoadRunProcess:
             duration_s=duration_s,
             peak_users=self.peak_users,
             concurrent_conversations=self.peak_conversations,
+            mean_users=self.user_seconds / self.measured_s if self.measured_s > 0 else None,
+            mean_conversations=self.conversation_seconds / self.measured_s if self.measured_s > 0 else None,
             cpu=CpuReading({k: list(v) for k, v in self.cpu.items()}),
             cpu_warning=warning,
             workers=self.connected_workers,
@@ -233,15 +240,27 @@ class LoadRunProcess:
         """Once a second: CPU, peak users, abort thresholds; every PROGRESS_INTERVAL_S a progress line."""
         last_progress = 0.0
         aborting = [t for t in self.thresholds if t.abort_on_fail]
+        last_tick = time.monotonic()
         while True:
             gevent.sleep(1.0)
+            now = time.monotonic()
+            step, last_tick = now - last_tick, now
             self.cpu.setdefault(own, []).append(meter.read())
             counts = runner.reported_user_classes_count if isinstance(runner, MasterRunner) else runner.user_classes_count
-            self.peak_users = max(self.peak_users, sum(counts.values()))
-            self.peak_conversations = max(self.peak_conversations, sum(n for c, n in counts.items() if c in CLOSED_USER_CLASSES))
+            users = sum(counts.values())
+            conversations = sum(n for c, n in counts.items() if c in CLOSED_USER_CLASSES)
+            self.peak_users = max(self.peak_users, users)
+            self.peak_conversations = max(self.peak_conversations, conversations)
+            if not self.load_over:
+                # The count now stands for the second that just passed (one reading a second).
+                self.user_seconds += users * step
+                self.conversation_seconds += conversations * step
+                self.measured_s += step
             elapsed = self.elapsed()
             if aborting and self.aborted is None:
-                reason = abort_reason(aborting, self.summary(elapsed), elapsed_s=elapsed, has_sync_users=self.has_sync_users)
+                # The latest samples only (results.WINDOW per kind): this runs every second in the hub.
+                window = self.book.window_summary(duration_s=elapsed)
+                reason = abort_reason(aborting, window, elapsed_s=elapsed, has_sync_users=self.has_sync_users)
                 if reason is not None:
                     self.aborted = reason
                     emit("aborted", reason=reason, elapsed_s=round(elapsed, 1))
@@ -370,6 +389,7 @@ class LoadRunProcess:
                     if not shape.dead:
                         self.problem = f"the run outlived its bound of {args.max_duration:g} s and was cut"
                         shape.kill(block=True)
+                self.load_over = True
                 runner.stop()
                 duration = self.elapsed()
                 self.problem = self.problem or self.ended_early(env, runner, duration)
@@ -406,8 +426,14 @@ class LoadRunProcess:
     def wait_for_final_batches(self, runner: MasterRunner) -> None:
         deadline = time.monotonic() + FINAL_BATCH_WAIT_S
         while time.monotonic() < deadline:
-            connected = set(runner.worker_indexes)
-            if connected <= self.finals:
+            waiting = set(runner.worker_indexes) - self.finals
+            if not waiting:
+                return
+            # A worker Locust marked missing (no heartbeat: killed, crashed, cut off) sends nothing more.
+            gone = waiting & {client.id for client in runner.clients.missing}
+            if gone == waiting:
+                log.warning("%d load workers went missing before their last batch", len(gone))
+                self.problem = self.problem or f"{len(gone)} load workers went missing during the run: the run was not measured whole"
                 return
             gevent.sleep(0.1)
         missing = len(set(runner.worker_indexes) - self.finals)
