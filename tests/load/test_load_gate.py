@@ -47,7 +47,18 @@ load:
 """
 
 
-def prepare(deployment: DemoDeployment, folder: Path) -> tuple[Path, Path]:
+def only_threshold(name: str) -> str:
+    """GATES with just one of its thresholds: on a busy machine another one (sync p95 under CPU
+    starvation) could abort the run first and be the one named."""
+    lines = [
+        line
+        for line in GATES.splitlines()
+        if not line.startswith("    ") or line.lstrip().startswith(f'"{name}"') or line.lstrip().startswith(f"{name}:")
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def prepare(deployment: DemoDeployment, folder: Path, gates_text: str = GATES) -> tuple[Path, Path]:
     """The demo's target with the short profile, and the test's policy."""
     profiles = folder / "profiles"
     profiles.mkdir(parents=True)
@@ -57,7 +68,7 @@ def prepare(deployment: DemoDeployment, folder: Path) -> tuple[Path, Path]:
     target = folder / "target.yaml"
     target.write_text(yaml.safe_dump(data), encoding="utf-8")
     gates = folder / "gates.yaml"
-    gates.write_text(GATES, encoding="utf-8")
+    gates.write_text(gates_text, encoding="utf-8")
     return target, gates
 
 
@@ -126,7 +137,7 @@ def test_the_healthy_reference_deployment_passes_with_its_artifacts(tmp_path: Pa
 def test_a_fault_flips_the_load_gate_on_its_threshold(fault: str, threshold: str, tmp_path: Path) -> None:
     # Given the reference deployment with one fault
     with running([fault]) as deployment:
-        target, gates = prepare(deployment, tmp_path)
+        target, gates = prepare(deployment, tmp_path, only_threshold(threshold))
         code, verdict = load(target, gates, tmp_path / "report")
     # Then the load gate rolls back, and says which threshold broke
     row = smoke_row(verdict)

@@ -260,3 +260,14 @@ def test_unfired_arrivals_fail_dropped_iterations_and_cut_iterations_are_counted
     assert LoadSummary.from_json(json.loads(json.dumps(summary.to_json()))).cut_iterations == 2
     outcome, text = verdict(summary, {**DEFAULTS, "dropped_iterations": "<=0"})
     assert outcome == "failed" and "dropped_iterations 1, expected <=0" in text
+
+
+def test_a_count_scoped_to_events_that_never_happened_reads_zero_not_no_data() -> None:
+    # Given a closed-model run: no arrival was ever dropped, so no "dropped iteration" sample exists
+    summary = healthy_book().summary(duration_s=10, cpu=CpuReading({"local": [10]}))
+
+    # Then a threshold on those drops holds (zero drops is a measurement), and one that wants them fails
+    assert verdict(summary, {**DEFAULTS, "dropped_iterations{dropped iteration}": "<=0"})[0] == "passed"
+    assert verdict(summary, {**DEFAULTS, "requests{POST /never}": ">=1"})[0] == "failed"
+    # While a latency scoped to a request never made still cannot be judged
+    assert verdict(summary, {**DEFAULTS, "http_p95_ms{POST /never}": "<100"})[0] == "error"

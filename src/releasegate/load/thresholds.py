@@ -52,6 +52,8 @@ LATENCY_METRICS: dict[str, tuple[Literal["http", "sync"], str]] = {
 }
 SYNC_METRICS = frozenset(m for m, (kind, _) in LATENCY_METRICS.items() if kind == "sync")
 COUNT_METRICS = frozenset({"fail_ratio", "rps", "requests", "dropped_iterations"})
+# Counts that read 0 for a scope that names nothing (ratios and rates would divide by nothing).
+ZERO_WHEN_ABSENT = frozenset({"requests", "dropped_iterations"})
 
 EvaluationOutcome = Literal["passed", "failed", "no data", "not applicable", "ambiguous"]
 
@@ -179,6 +181,9 @@ def evaluate(threshold: Threshold, summary: LoadSummary, *, has_sync_users: bool
             return Evaluation(threshold, "no data", None, f"cannot be judged: no {what} were measured")
     else:
         matches = _scoped(threshold, summary)
+        if isinstance(matches, str) and not matches.startswith("ambiguous") and metric in ZERO_WHEN_ABSENT:
+            # A count of events no request was named for is zero, not missing: no drops is a measurement.
+            return Evaluation(threshold, "passed" if threshold.holds(0.0) else "failed", 0.0)
         if isinstance(matches, str):
             return Evaluation(threshold, "ambiguous" if matches.startswith("ambiguous") else "no data", None, matches)
         observed = _of_name(metric, matches, summary.duration_s)
