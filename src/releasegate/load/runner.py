@@ -247,23 +247,7 @@ def run_profile(
             return run
         bound = min(bound, time_left_s - grace)
     out_dir.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "releasegate.load.run",
-        "--profile",
-        profile.name,
-        "--target",
-        str(loaded.path),
-        "--locustfile",
-        str(locustfile),
-        "--profiles-dir",
-        str(profiles_dir),
-        "--out",
-        str(out_dir),
-        "--max-duration",
-        f"{bound:g}",
-    ]
+    command = [sys.executable, "-m", "releasegate.load.run", *_run_arguments(profile, loaded, locustfile, profiles_dir, out_dir, bound)]
     if gates_path is not None:
         command += ["--gates", str(gates_path)]
     if distributed:
@@ -478,18 +462,7 @@ def run_workers(
         master_host,
         "--master-port",
         str(master_port),
-        "--profile",
-        profile.name,
-        "--target",
-        str(loaded.path),
-        "--locustfile",
-        str(locustfile),
-        "--profiles-dir",
-        str(profiles_dir),
-        "--out",
-        str(out_dir),
-        "--max-duration",
-        f"{bound:g}",
+        *_run_arguments(profile, loaded, locustfile, profiles_dir, out_dir, bound),
         "--expect-workers-max-wait",
         f"{max_wait_s:g}",
     ]
@@ -515,3 +488,23 @@ def run_workers(
         return 0
     say(f"load {profile.name}: workers ended with {codes} (see {out_dir}/worker-*.log)")
     return 2
+
+
+def _run_arguments(
+    profile: LoadProfile, loaded: LoadedTarget, locustfile: Path, profiles_dir: Path, out_dir: Path, bound: float
+) -> list[str]:
+    """What every `python -m releasegate.load.run` needs, master, local or worker alike."""
+    return [
+        "--profile",
+        profile.name,
+        "--target",
+        str(loaded.path),
+        "--locustfile",
+        str(locustfile),
+        "--profiles-dir",
+        str(profiles_dir),
+        "--out",
+        str(out_dir),
+        "--max-duration",
+        f"{bound:g}",
+    ]
