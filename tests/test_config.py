@@ -58,7 +58,7 @@ def test_shipped_gates_yaml_loads_cleanly_and_equals_the_defaults() -> None:
 
 def _field_names(model: type[BaseModel]) -> Iterator[str]:
     for name, field in model.model_fields.items():
-        yield name
+        yield field.alias or name  # the key as a file spells it (pass_ is written pass)
         for nested in _models_in(field.annotation):
             yield from _field_names(nested)
 
@@ -698,3 +698,84 @@ def test_credentials_in_a_prometheus_url_are_refused_and_never_echoed(tmp_path: 
 
     assert problem.key == "prometheus.url"
     assert "hunter2" not in str(problem)
+
+
+# --------------------------------------------------------------------------- the canary sections
+
+
+def test_a_canary_policy_with_a_prometheus_metric_is_parsed(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "gates.yaml",
+        """\
+        canary:
+          interval_s: 30
+          max_intervals: 4
+          score: {pass: 90, marginal: 60}
+          metrics:
+            - {name: api_errors, kind: rate, source: prometheus, errors_query: "sum(e{$selector})", total_query: "sum(t{$selector})"}
+        """,
+    )
+
+    canary = load_gates(path, today=TODAY).gates.canary
+
+    assert (canary.interval_s, canary.max_intervals, canary.score.pass_, canary.score.marginal) == (30, 4, 90, 60)
+    assert [(m.name, m.kind, m.source, m.min_samples) for m in canary.metrics] == [("api_errors", "rate", "prometheus", 50)]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key", "says"),
+    [
+        # A rate needs two counts; a latency query would be judged as the wrong kind of evidence.
+        ("canary:\n  metrics:\n    - {name: e, kind: rate, source: prometheus, errors_query: x}\n", 3, "canary.metrics[0].total_query", "two count queries"),
+        ("canary:\n  metrics:\n    - {name: l, kind: rate, probe: http_latency}\n", 3, "canary.metrics[0].kind", "must be latency"),
+        ("canary:\n  metrics:\n    - {name: l, kind: latency}\n", 3, "canary.metrics[0].probe", "what feeds a probe metric"),
+        ("canary:\n  metrics:\n    - {name: Bad-Name, kind: latency, probe: http_latency}\n", 3, "canary.metrics[0].name", "pattern"),
+        ("canary:\n  score: {pass: 70, marginal: 80}\n", 2, "canary.score.marginal", "must not be above pass"),
+        ("canary:\n  interim_alpha: 0.02\n", 2, "canary.interim_alpha", "the last look needs the rest"),
+        (
+            "canary:\n  metrics:\n    - {name: a, kind: latency, probe: http_latency}\n    - {name: a, kind: rate, probe: http_errors}\n",
+            2,
+            "canary.metrics",
+            "a appears more than once",
+        ),
+        ("canary:\n  metrics:\n    - {name: a, kind: latency, probe: http_latency, allowed_increase: 0.9}\n", 3, "canary.metrics[0].allowed_increase", "at least 1"),
+    ],
+)
+def test_an_impossible_canary_policy_names_the_key(tmp_path: Path, text: str, line: int, key: str, says: str) -> None:
+    problem = only(gates_problems(tmp_path, text))
+
+    assert (problem.line, problem.key) == (line, key), problem
+    assert says in problem.message + problem.fix, problem
+
+
+def test_a_canary_target_section(tmp_path: Path) -> None:
+    text = TARGET + textwrap.dedent(
+        """\
+        canary:
+          baseline_url: https://stable.example.test/
+          paths: [/api/v1/me]
+          prometheus: {url: "http://prom:9090/", baseline_selector: 'track="stable"', canary_selector: 'track="canary"'}
+        """
+    )
+    canary = load_target(write(tmp_path, "t.yaml", text)).target.canary
+
+    assert canary is not None
+    assert (canary.baseline_url, canary.canary_url, canary.paths) == ("https://stable.example.test", None, ["/api/v1/me"])
+    assert canary.prometheus is not None and canary.prometheus.url == "http://prom:9090"
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ("canary: {baseline_url: ftp://x}\n", "canary.baseline_url"),
+        ("canary: {canary_ws_url: https://x/ws}\n", "canary.canary_ws_url"),
+        ("canary: {paths: [api]}\n", "canary.paths"),
+        ("canary:\n  prometheus: {url: 'http://p:9090', baseline_selector: 'job=\"a\"', canary_selector: 'job=\"a\"'}\n", "canary.prometheus.canary_selector"),
+        ("canary:\n  prometheus: {url: 'http://u:pw@p:9090', baseline_selector: a, canary_selector: b}\n", "canary.prometheus.url"),
+    ],
+)
+def test_a_wrong_canary_target_section_names_the_key(tmp_path: Path, section: str, key: str) -> None:
+    problem = only(target_problems(write(tmp_path, "t.yaml", TARGET + section)))
+
+    assert problem.key == key, problem

@@ -33,6 +33,40 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
+# --------------------------------------------------------------------------- shared field checks
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http:// or https:// URL such as https://app.example.test")
+    return value.rstrip("/")
+
+
+def _ws_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError("must be an absolute ws:// or wss:// URL such as wss://app.example.test/ws")
+    return value
+
+
+def _prometheus_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http:// or https:// URL such as http://prometheus:9090")
+    if parts.username is not None or parts.password is not None:
+        # A password in the URL ends up in evidence, logs and reports.
+        raise ValueError("must not carry credentials (user:password@): put an authenticating proxy in front instead")
+    return value.rstrip("/")
+
+
+def _absolute_paths(value: list[str]) -> list[str]:
+    for path in value:
+        if not path.startswith("/"):
+            raise ValueError(f"{path!r} must be a path starting with '/', relative to base_url")
+    return value
+
+
 # --------------------------------------------------------------------------- target file
 
 
@@ -209,10 +243,7 @@ class SloProbeSettings(_Strict):
     @field_validator("paths")
     @classmethod
     def _absolute_paths(cls, value: list[str]) -> list[str]:
-        for path in value:
-            if not path.startswith("/"):
-                raise ValueError(f"{path!r} must be a path starting with '/', relative to base_url")
-        return value
+        return _absolute_paths(value)
 
 
 class PrometheusSettings(_Strict):
@@ -226,13 +257,7 @@ class PrometheusSettings(_Strict):
     @field_validator("url")
     @classmethod
     def _http(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an absolute http:// or https:// URL such as http://prometheus:9090")
-        if parts.username is not None or parts.password is not None:
-            # A password in the URL ends up in evidence, logs and reports.
-            raise ValueError("must not carry credentials (user:password@): put an authenticating proxy in front instead")
-        return value.rstrip("/")
+        return _prometheus_url(value)
 
 
 class Integration(_Strict):
@@ -277,6 +302,62 @@ class LoadTargetSettings(_Strict):
     cores_per_replica: float = Field(default=1.0, gt=0, le=1024)
 
 
+class CanaryPrometheus(_Strict):
+    """A Prometheus that scrapes both sides; each side's series picked by its own label matchers."""
+
+    url: str
+    # Label matchers put where a canary query says $selector, e.g. job="api",track="stable".
+    baseline_selector: str = Field(min_length=1)
+    canary_selector: str = Field(min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        return _prometheus_url(value)
+
+    @model_validator(mode="after")
+    def _sides_differ(self) -> CanaryPrometheus:
+        if self.baseline_selector.strip() == self.canary_selector.strip():
+            raise ValueError("canary_selector must differ from baseline_selector: both sides would read the same series")
+        return self
+
+
+class CanaryTargetSettings(_Strict):
+    """The two sides of a canary (stage canary): where to probe them and how Prometheus tells them apart."""
+
+    # The stable version's URL and the new version's (default: base_url). Active probes send the
+    # same requests to both, interleaved, so both see the same conditions.
+    baseline_url: str | None = None
+    canary_url: str | None = None
+    # WebSocket URLs of both sides for the sync round trips (canary default: ws_url).
+    baseline_ws_url: str | None = None
+    canary_ws_url: str | None = None
+    # GETs of the HTTP probes (round robin), relative to each side's URL.
+    paths: list[str] = Field(default_factory=lambda: ["/healthz"], min_length=1)
+    # HTTP requests per side per interval, paced evenly over the interval (open loop).
+    requests_per_interval: int = Field(default=60, ge=1, le=100_000)
+    # WebSocket round trips per side per interval (sync_latency metric), paced over the interval.
+    sync_round_trips: int = Field(default=20, ge=1, le=10_000)
+    # Identity of the probes.
+    as_: Identity = Field(default="primary", alias="as")
+    prometheus: CanaryPrometheus | None = None
+
+    @field_validator("baseline_url", "canary_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value)
+
+    @field_validator("baseline_ws_url", "canary_ws_url")
+    @classmethod
+    def _ws_url(cls, value: str | None) -> str | None:
+        return None if value is None else _ws_url(value)
+
+    @field_validator("paths")
+    @classmethod
+    def _absolute_paths(cls, value: list[str]) -> list[str]:
+        return _absolute_paths(value)
+
+
 class Target(_Strict):
     name: str = Field(min_length=1)
     base_url: str
@@ -301,26 +382,17 @@ class Target(_Strict):
     prometheus: PrometheusSettings | None = None
     integrations: list[Integration] = Field(default_factory=list)
     load: LoadTargetSettings | None = None
+    canary: CanaryTargetSettings | None = None
 
     @field_validator("base_url", "http_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an absolute http:// or https:// URL such as https://app.example.test")
-        return value.rstrip("/")
+        return None if value is None else _http_url(value)
 
     @field_validator("ws_url")
     @classmethod
     def _ws_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("ws", "wss") or not parts.hostname:
-            raise ValueError("must be an absolute ws:// or wss:// URL such as wss://app.example.test/ws")
-        return value
+        return None if value is None else _ws_url(value)
 
 
 @dataclass(frozen=True)
@@ -585,6 +657,131 @@ class LoadPolicy(_Strict):
         return value
 
 
+# What feeds a canary metric when its source is the gate's own probes.
+CANARY_PROBES: dict[str, Literal["latency", "rate"]] = {"http_latency": "latency", "http_errors": "rate", "sync_latency": "latency"}
+
+
+class CanaryMetric(_Strict):
+    """One metric the canary judge compares between the baseline and the canary (releasegate.canary.judge)."""
+
+    # Lower-case words joined by underscores: the metric's check is canary.metric.<name>.
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    # latency: positive values (one per request, round trip or Prometheus point), judged on the
+    # ratio scale by Mann-Whitney U with the Hodges-Lehmann ratio and its confidence interval.
+    # rate: events out of trials (errors out of requests), judged by Fisher's exact test.
+    kind: Literal["latency", "rate"]
+    # probe: the gate's own requests to both sides (probe: http_latency | http_errors | sync_latency).
+    # prometheus: the target's canary.prometheus, each side's selector put where $selector is.
+    source: Literal["probe", "prometheus"] = "probe"
+    probe: Literal["http_latency", "http_errors", "sync_latency"] | None = None
+    # latency from Prometheus: a PromQL range query, one sample per side per step (canary.step_s);
+    # $step is the step as a duration (e.g. "5s"), so rate(x[$step]) points do not overlap.
+    query: str | None = None
+    # rate from Prometheus: two instant queries over the interval ($interval, e.g. "60s") whose
+    # values are counts: events (errors) and trials (requests).
+    errors_query: str | None = None
+    total_query: str | None = None
+    # Which way is worse: increase (latency, errors), decrease (throughput), either.
+    direction: Literal["increase", "decrease", "either"] = "increase"
+    # The effect the canary may show before it fails: it fails when it is significantly worse
+    # AND its estimated ratio to the baseline is beyond this (1.0: any significant change fails).
+    # It passes early once the confidence bound on the ratio is within it.
+    allowed_increase: float = Field(default=1.0, ge=1.0, le=1000.0)
+    allowed_decrease: float = Field(default=1.0, gt=0.0, le=1.0)
+    # A critical metric that fails rolls back at once, whatever the score; one that has no data
+    # at the last interval holds.
+    critical: bool = False
+    # Share of the score (weights are relative).
+    weight: float = Field(default=1.0, gt=0.0, le=1000.0)
+    # Samples (latency) or trials (rate) each side needs before the metric is judged at all;
+    # below it the metric has no data: never a pass, never a fail.
+    min_samples: int = Field(default=50, ge=1, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _source_is_complete(self) -> CanaryMetric:
+        # Each message starts with the key to change, so the problem points at that key's line.
+        queries = [key for key in ("query", "errors_query", "total_query") if getattr(self, key)]
+        if self.source == "probe":
+            if self.probe is None:
+                raise ValueError(f"probe must name what feeds a probe metric: one of {', '.join(CANARY_PROBES)} (or set source: prometheus)")
+            if CANARY_PROBES[self.probe] != self.kind:
+                raise ValueError(f"kind must be {CANARY_PROBES[self.probe]}: probe {self.probe} measures a {CANARY_PROBES[self.probe]}")
+            if queries:
+                raise ValueError(f"source must be prometheus for PromQL ({', '.join(queries)}), or drop the queries")
+        elif self.probe is not None:
+            raise ValueError("probe must not be set for a prometheus metric (or set source: probe)")
+        elif self.kind == "latency":
+            if not self.query:
+                raise ValueError("query must be set: a prometheus latency metric takes one PromQL range query")
+            if self.errors_query or self.total_query:
+                raise ValueError("kind must be rate for errors_query and total_query (a latency metric takes one query)")
+        else:
+            if self.query:
+                raise ValueError("query must not be set for a rate metric: it takes errors_query and total_query")
+            for key in ("errors_query", "total_query"):
+                if not getattr(self, key):
+                    raise ValueError(f"{key} must be set: a prometheus rate metric takes two count queries, errors_query and total_query")
+        return self
+
+
+def _default_canary_metrics() -> list[CanaryMetric]:
+    return [
+        CanaryMetric(name="http_latency", kind="latency", probe="http_latency", allowed_increase=1.1, critical=True, weight=40),
+        CanaryMetric(name="http_errors", kind="rate", probe="http_errors", allowed_increase=1.5, critical=True, weight=40, min_samples=100),
+        CanaryMetric(name="sync_latency", kind="latency", probe="sync_latency", allowed_increase=1.1, critical=True, weight=20, min_samples=30),
+    ]
+
+
+class CanaryScore(_Strict):
+    # Kayenta-style score (0-100): the weighted share of metrics that passed. At or above pass
+    # the canary may be promoted; below marginal even if every undecided metric passed, it is
+    # rolled back; in between it holds for a human.
+    pass_: float = Field(default=95.0, alias="pass", gt=0, le=100)
+    marginal: float = Field(default=75.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CanaryScore:
+        if self.marginal > self.pass_:
+            raise ValueError(f"marginal ({self.marginal:g}) must not be above pass ({self.pass_:g})")
+        return self
+
+
+class CanaryPolicy(_Strict):
+    """The canary stage: how long to look, how to correct for looking often, what to compare."""
+
+    # Samples are collected for interval_s, then everything so far is judged (one look), up to
+    # max_intervals looks: rollback as soon as a critical metric fails, promote once the score
+    # passes with enough samples, hold when the intervals run out undecided.
+    interval_s: float = Field(default=60.0, gt=0, le=3600)
+    max_intervals: int = Field(default=10, ge=1, le=100)
+    # The false-rollback rate a healthy canary may have over ALL looks together (one-sided; a
+    # metric judged in either direction splits it between the two).
+    alpha: float = Field(default=0.01, gt=0, lt=0.5)
+    # How alpha is shared among the looks, so that judging every interval does not inflate false
+    # rollbacks: haybittle-peto (each interim look gets interim_alpha / (max_intervals - 1), the
+    # last look the rest: full power at the end, early rollback only on strong evidence),
+    # obrien-fleming (Lan-DeMets spending), bonferroni (alpha / max_intervals each), none (alpha
+    # at every look: what a judge without correction does; for comparison only).
+    looks: Literal["haybittle-peto", "obrien-fleming", "bonferroni", "none"] = "haybittle-peto"
+    interim_alpha: float = Field(default=0.001, gt=0, lt=0.5)
+    score: CanaryScore = CanaryScore()
+    # Prometheus range-query step: one latency sample per side per step.
+    step_s: float = Field(default=5.0, gt=0, le=3600)
+    metrics: list[CanaryMetric] = Field(default_factory=_default_canary_metrics, min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CanaryPolicy:
+        names = [metric.name for metric in self.metrics]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"metrics must have unique names: {', '.join(duplicates)} appears more than once")
+        if self.looks == "haybittle-peto" and self.max_intervals > 1 and self.interim_alpha >= self.alpha:
+            raise ValueError(f"interim_alpha ({self.interim_alpha:g}) must be below alpha ({self.alpha:g}): the last look needs the rest")
+        if self.step_s > self.interval_s and any(m.source == "prometheus" and m.kind == "latency" for m in self.metrics):
+            raise ValueError(f"step_s ({self.step_s:g}) is longer than interval_s ({self.interval_s:g}): an interval would hold no Prometheus point")
+        return self
+
+
 class Waiver(_Strict):
     check: str = Field(min_length=1)
     justification: str = Field(min_length=10)
@@ -606,6 +803,7 @@ class Gates(_Strict):
     probe: ProbeSettings = ProbeSettings()
     thresholds: Thresholds = Thresholds()
     load: LoadPolicy = LoadPolicy()
+    canary: CanaryPolicy = CanaryPolicy()
 
     @model_validator(mode="after")
     def _deadline_fits_a_probe(self) -> Gates:

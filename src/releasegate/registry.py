@@ -308,6 +308,42 @@ CHECKS: tuple[CheckSpec, ...] = (
         "headroom and recommended replicas for the small-team and enterprise sizes.",
         fault="cpu-hog",
     ),
+    CheckSpec(
+        id="canary.judge",
+        stage="canary",
+        family="canary",
+        severity="blocking",
+        description="Baseline vs canary over up to max_intervals looks: each metric judged by the right test, a "
+        "weighted score, corrected for repeated looks; rollback / promote / hold with the evidence.",
+        fault="slow-api",
+    ),
+    CheckSpec(
+        id="canary.metric.http_latency",
+        stage="canary",
+        family="canary_metric",
+        severity="warning",
+        description="HTTP latency of the same probe requests to both sides: Mann-Whitney U, Hodges-Lehmann ratio and its "
+        "confidence interval (the judge decides; this check explains).",
+        fault="slow-api",
+    ),
+    CheckSpec(
+        id="canary.metric.http_errors",
+        stage="canary",
+        family="canary_metric",
+        severity="warning",
+        description="HTTP error rate (5xx and unanswered) of the same probe requests to both sides: Fisher's exact test "
+        "(the judge decides; this check explains).",
+        fault="error-burst",
+    ),
+    CheckSpec(
+        id="canary.metric.sync_latency",
+        stage="canary",
+        family="canary_metric",
+        severity="warning",
+        description="WebSocket sync round trip on both sides: Mann-Whitney U, Hodges-Lehmann ratio and its confidence "
+        "interval (the judge decides; this check explains).",
+        fault="slow-sync",
+    ),
 )
 
 # Id families whose members are named by the user: a scenario file ``scenarios/<name>.yaml`` is
@@ -316,6 +352,15 @@ CHECKS: tuple[CheckSpec, ...] = (
 # proving faults; a user's own scenario is registered by this template (its proof is the
 # user's business: the reference deployment knows nothing of their API).
 TEMPLATES: tuple[CheckSpec, ...] = (
+    CheckSpec(
+        id="canary.metric",
+        stage="canary",
+        family="canary_metric",
+        severity="warning",
+        description="A canary metric named in gates.yaml canary.metrics, compared between baseline and canary "
+        "(the judge decides; this check explains).",
+        fault=None,
+    ),
     CheckSpec(
         id="load",
         stage="load",
@@ -335,6 +380,7 @@ TEMPLATES: tuple[CheckSpec, ...] = (
 )
 SCENARIO_PREFIX = "business.scenario."
 LOAD_PREFIX = "load."
+CANARY_METRIC_PREFIX = "canary.metric."
 # A scenario name: lower-case words joined by underscores (it becomes part of a check id).
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
@@ -361,6 +407,11 @@ def is_registered(check_id: str) -> bool:
 def scenario_id(name: str) -> str:
     """The check id of the scenario called ``name``."""
     return SCENARIO_PREFIX + name
+
+
+def canary_metric_id(name: str) -> str:
+    """The check id of the canary metric called ``name`` (gates.yaml canary.metrics)."""
+    return CANARY_METRIC_PREFIX + name
 
 
 def load_id(profile: str) -> str:

@@ -68,10 +68,16 @@ CATALOG: tuple[Fault, ...] = (
     Fault(
         "error-burst",
         "30% of API answers are 500",
-        also_breaks=("business",),
-        why="every business check drives the API, and three requests in ten fail: a workflow that meets a 500 is broken",
+        also_breaks=("business", "canary.judge"),
+        why="every business check drives the API, and three requests in ten fail: a workflow that meets a 500 is broken; "
+        "the canary judge rolls back on the failed critical error-rate metric",
     ),
-    Fault("slow-sync", "WebSocket events are delivered 400 ms late"),
+    Fault(
+        "slow-sync",
+        "WebSocket events are delivered 400 ms late",
+        also_breaks=("canary.judge",),
+        why="sync latency is a critical canary metric: the judge rolls back when it fails",
+    ),
     Fault(
         "sync-drop",
         "events are not delivered to the other participants",

@@ -1,0 +1,1 @@
+"""The canary stage: baseline vs canary, judged statistically (see docs/canary.md)."""
