@@ -302,6 +302,91 @@ class LoadTargetSettings(_Strict):
     cores_per_replica: float = Field(default=1.0, gt=0, le=1024)
 
 
+# --------------------------------------------------------------------------- pre-deploy infrastructure
+
+
+class CertFile(_Strict):
+    """A certificate file on a host (infra.host.cert_files), and its private key."""
+
+    cert: str = Field(min_length=1)  # absolute path on the host
+    key: str | None = None  # absolute path on the host; its mode must be no wider than the policy's
+
+
+class InfraTargetSettings(_Strict):
+    """What the host checks look at on every host of ``hosts`` (infra.host.*)."""
+
+    # The service's process (exact name as `pgrep -x` sees it): infra.host.nofile reads its limits.
+    process: str | None = None
+    # Services that must be running (and enabled, where a service manager such as systemd exists).
+    services: list[str] = Field(default_factory=list)
+    # Paths on the data and log mounts: each mount's usage must stay below the policy's limit.
+    mounts: list[str] = Field(default_factory=list)
+    # Ports that must be listening (TCP).
+    listening: list[int] = Field(default_factory=list)
+    # Database and cache ports: bound to loopback or private addresses only, never all interfaces.
+    private_ports: list[int] = Field(default_factory=list)
+    # Ports that may listen on public (non-loopback, non-private) addresses; anything else found
+    # there is unexpected. None: not judged (only the private ports are).
+    public_ports: list[int] | None = None
+    cert_files: list[CertFile] = Field(default_factory=list)
+
+    @field_validator("listening", "private_ports", "public_ports")
+    @classmethod
+    def _ports(cls, value: list[int] | None) -> list[int] | None:
+        for port in value or []:
+            if not 0 < port < 65536:
+                raise ValueError(f"{port} is not a TCP port (1-65535)")
+        return value
+
+
+class PostgresServer(_Strict):
+    """A scratch PostgreSQL server the restore drill may create (and drop) a database on."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=5432, gt=0, lt=65536)
+    user: str = "postgres"
+    password_env: str | None = None
+    # Database to connect to for CREATE/DROP DATABASE.
+    maintenance_db: str = "postgres"
+    # Folder of pg_restore/psql when they are not on PATH (e.g. /usr/lib/postgresql/15/bin).
+    bin_dir: str | None = None
+
+    @field_validator("password_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not _is_env_name(value):
+            raise ValueError("must be an environment variable name, not the password itself")
+        return value
+
+
+class BackupSource(_Strict):
+    """Backups of one database (infra.backup.*): the newest file matching ``path`` is the one judged."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")
+    # sqlite: SQLite database files; postgres: pg_dump custom-format dumps (pg_dump -Fc).
+    kind: Literal["sqlite", "postgres"]
+    # A file, directory or glob on the gate's machine, relative to the target file.
+    path: str = Field(min_length=1)
+    # Where a postgres dump is restored for the drill (a scratch database is created and dropped).
+    restore_server: PostgresServer | None = None
+
+
+class RollbackSettings(_Strict):
+    """readiness.rollback: can the previous release be restored?"""
+
+    # A dry run of the rollback, e.g. [kubectl, rollout, undo, deploy/api, --dry-run=server]; exit 0 = ready.
+    verify_command: list[str] | None = Field(default=None, min_length=1)
+    timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    # The previous release's artifact (image manifest, package): it must answer 2xx.
+    previous_artifact_url: str | None = None
+
+    @model_validator(mode="after")
+    def _something_to_verify(self) -> RollbackSettings:
+        if self.verify_command is None and self.previous_artifact_url is None:
+            raise ValueError("verify_command or previous_artifact_url must be set: otherwise nothing proves a rollback is possible")
+        return self
+
+
 class CanaryPrometheus(_Strict):
     """A Prometheus that scrapes both sides; each side's series picked by its own label matchers."""
 
@@ -383,6 +468,12 @@ class Target(_Strict):
     integrations: list[Integration] = Field(default_factory=list)
     load: LoadTargetSettings | None = None
     canary: CanaryTargetSettings | None = None
+    # Pre-deploy infrastructure: pytest-testinfra host specs (local://, ssh://user@host,
+    # docker://container, kubectl://pod?namespace=x, ...); every infra.host check runs once per host.
+    hosts: list[str] = Field(default_factory=list)
+    infra: InfraTargetSettings | None = None
+    backups: list[BackupSource] = Field(default_factory=list)
+    rollback: RollbackSettings | None = None
 
     @field_validator("base_url", "http_url")
     @classmethod
@@ -566,6 +657,76 @@ class ModelQualityThresholds(_Strict):
     max_drop_points: float = Field(default=5.0, ge=0, le=100)
 
 
+class InfraThresholds(_Strict):
+    # infra.host.nofile: the service process's soft open-file limit.
+    min_nofile: int = Field(default=65_536, gt=0)
+    # infra.host.sysctl: kernel setting -> condition. A number compares as such; a range such as
+    # net.ipv4.ip_local_port_range compares its width (ports in it).
+    sysctl: dict[str, str] = Field(
+        default_factory=lambda: {
+            "net.core.somaxconn": ">=4096",
+            "net.ipv4.tcp_max_syn_backlog": ">=4096",
+            "net.ipv4.ip_local_port_range": ">=28000",
+            "fs.file-max": ">=65536",
+        }
+    )
+    # infra.host.disk: a mount's usage (percent of its size) must stay below this.
+    max_disk_percent: float = Field(default=85.0, gt=0, le=100)
+    # infra.host.cert_files: a private key's mode may be no wider than this (octal).
+    max_key_mode: str = Field(default="0640", pattern=r"^0?[0-7]{3}$")
+    cert_min_days: int = Field(default=14, ge=0)
+
+    @field_validator("sysctl")
+    @classmethod
+    def _conditions(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, condition in value.items():
+            if not re.match(_CONDITION, condition):
+                raise ValueError(f"{name}: {condition!r} is not a condition such as '>=4096'")
+        return value
+
+
+class SanityQuery(_Strict):
+    """A query the restored database must answer (restore drill): at least ``min_rows`` rows, or exactly ``equals``."""
+
+    name: str = Field(min_length=1)
+    sql: str = Field(min_length=1)
+    min_rows: int | None = Field(default=None, ge=0)
+    # The first column of the first row, compared as text.
+    equals: str | None = None
+
+    @model_validator(mode="after")
+    def _one_expectation(self) -> SanityQuery:
+        if (self.min_rows is None) == (self.equals is None):
+            raise ValueError("min_rows or equals must be set (exactly one): what the answer must be")
+        return self
+
+
+class BackupThresholds(_Strict):
+    # infra.backup.freshness: the newest backup is at most this old (the recovery point objective).
+    rpo_hours: float = Field(default=24.0, gt=0)
+    # infra.backup.restore_drill: the restore plus the sanity queries finish within this (the
+    # recovery time objective); the drill is stopped at it.
+    rto_s: float = Field(default=900.0, gt=0, le=86_400)
+    # Run against the restored copy: table names are the application's.
+    sanity_queries: list[SanityQuery] = Field(default_factory=list)
+
+
+class MonitoringThresholds(_Strict):
+    # infra.monitoring.targets: every scrape job named here has targets, all up (Prometheus /api/v1/targets).
+    jobs: list[str] = Field(default_factory=list)
+    # infra.monitoring.alert_rules: alerting rules loaded by name (Prometheus /api/v1/rules).
+    alert_rules: list[str] = Field(default_factory=list)
+
+
+class ReadinessThresholds(_Strict):
+    # readiness.client_compat: the oldest client version still in use; the server's supported
+    # range (clientVersions in /version) must include it.
+    oldest_client_version: str | None = Field(default=None, pattern=r"^[0-9]+(\.[0-9]+){0,2}$")
+    # readiness.migrations: the schema version the release expects; null: the app's own
+    # schemaVersion must equal the database's, with no pending migrations.
+    expected_schema_version: int | None = Field(default=None, ge=0)
+
+
 class Thresholds(_Strict):
     health: HealthThresholds = HealthThresholds()
     security: SecurityThresholds = SecurityThresholds()
@@ -574,6 +735,10 @@ class Thresholds(_Strict):
     data_consistency: ConsistencyThresholds = ConsistencyThresholds()
     slo: SloThresholds = SloThresholds()
     model_quality: ModelQualityThresholds = ModelQualityThresholds()
+    infra: InfraThresholds = InfraThresholds()
+    backup: BackupThresholds = BackupThresholds()
+    monitoring: MonitoringThresholds = MonitoringThresholds()
+    readiness: ReadinessThresholds = ReadinessThresholds()
 
 
 # A percentile from fewer samples says little: p95 of 20 samples is the second-largest value.

@@ -23,7 +23,10 @@ class CheckSpec:
     family: str
     severity: Severity
     description: str
-    # The reference-deployment fault that breaks this check; None means "not proven yet".
+    # The reference-deployment fault that breaks this check (the fault matrix shows it), or
+    # "fixture:<name>" where the reference cannot carry the fault (a host's kernel settings, a
+    # Prometheus scrape job): then tests/ has test_fixture_proof_<name>, which shows the check
+    # passing on a healthy fixture and failing on the broken one. None means "not proven yet".
     fault: str | None
 
 
@@ -172,6 +175,134 @@ CHECKS: tuple[CheckSpec, ...] = (
         severity="blocking",
         description="A per-endpoint limit holds: a burst on one endpoint gets 429 while another endpoint still answers.",
         fault="no-endpoint-rate-limit",
+    ),
+    CheckSpec(
+        id="infra.host.nofile",
+        stage="pre-deploy",
+        family="hosts",
+        severity="blocking",
+        description="The service process's soft open-file limit is at least the policy's (default 65536), on every host.",
+        fault="fixture:low-nofile",
+    ),
+    CheckSpec(
+        id="infra.host.sysctl",
+        stage="pre-deploy",
+        family="hosts",
+        severity="blocking",
+        description="Kernel settings (somaxconn, tcp_max_syn_backlog, ip_local_port_range, ...) meet the policy's conditions, on every host.",
+        fault="fixture:sysctl-below-policy",
+    ),
+    CheckSpec(
+        id="infra.host.disk",
+        stage="pre-deploy",
+        family="hosts",
+        severity="blocking",
+        description="The data and log mounts are below the policy's usage limit, on every host.",
+        fault="fixture:disk-over-limit",
+    ),
+    CheckSpec(
+        id="infra.host.services",
+        stage="pre-deploy",
+        family="hosts",
+        severity="blocking",
+        description="The named services are running (and enabled where a service manager exists), on every host.",
+        fault="fixture:service-stopped",
+    ),
+    CheckSpec(
+        id="infra.host.ports",
+        stage="pre-deploy",
+        family="hosts",
+        severity="blocking",
+        description="Expected ports listen; database and cache ports are bound to loopback or private addresses only; nothing unexpected listens publicly.",
+        fault="fixture:db-port-public",
+    ),
+    CheckSpec(
+        id="infra.host.cert_files",
+        stage="pre-deploy",
+        family="hosts",
+        severity="blocking",
+        description="Certificate files are present and valid for at least N days; private keys are no wider than mode 0640.",
+        fault="fixture:key-world-readable",
+    ),
+    CheckSpec(
+        id="infra.host.time_sync",
+        stage="pre-deploy",
+        family="hosts",
+        severity="warning",
+        description="The host clock is synchronised (where the host can tell).",
+        fault="fixture:clock-unsynced",
+    ),
+    CheckSpec(
+        id="infra.backup.freshness",
+        stage="pre-deploy",
+        family="backup",
+        severity="blocking",
+        description="The newest backup of every source is younger than the recovery point objective.",
+        fault="backup-stale",
+    ),
+    CheckSpec(
+        id="infra.backup.integrity",
+        stage="pre-deploy",
+        family="backup",
+        severity="blocking",
+        description="The newest backup is intact: PRAGMA integrity_check (SQLite), pg_restore --list (PostgreSQL custom dumps).",
+        fault="backup-corrupt",
+    ),
+    CheckSpec(
+        id="infra.backup.restore_drill",
+        stage="pre-deploy",
+        family="backup",
+        severity="blocking",
+        description="The newest backup restores into a scratch database and answers the sanity queries within the recovery time objective.",
+        fault="backup-empty",
+    ),
+    CheckSpec(
+        id="infra.monitoring.targets",
+        stage="pre-deploy",
+        family="monitoring",
+        severity="blocking",
+        description="Every expected Prometheus scrape job has targets and all are up.",
+        fault="fixture:scrape-target-down",
+    ),
+    CheckSpec(
+        id="infra.monitoring.alert_rules",
+        stage="pre-deploy",
+        family="monitoring",
+        severity="blocking",
+        description="The alerting rules named in gates.yaml are loaded in Prometheus.",
+        fault="fixture:alert-rule-missing",
+    ),
+    CheckSpec(
+        id="readiness.migrations",
+        stage="pre-deploy",
+        family="readiness",
+        severity="blocking",
+        description="The app's schema version equals the database's (and the expected one); no pending migrations.",
+        fault="schema-mismatch",
+    ),
+    CheckSpec(
+        id="readiness.client_compat",
+        stage="pre-deploy",
+        family="readiness",
+        severity="blocking",
+        description="The oldest client version still in use is inside the server's supported client range (/version).",
+        fault="unsupported-client",
+    ),
+    CheckSpec(
+        id="readiness.version",
+        stage="pre-deploy",
+        family="readiness",
+        severity="blocking",
+        description="The deployed build is the release being gated (/version releaseId or version).",
+        fault="wrong-release",
+    ),
+    CheckSpec(
+        id="readiness.rollback",
+        stage="pre-deploy",
+        family="readiness",
+        severity="blocking",
+        description="The previous release can be restored: the rollback dry run exits 0 in time and/or the previous artifact answers.",
+        fault="no-previous-artifact",
     ),
     CheckSpec(
         id="health.liveness",
@@ -461,6 +592,14 @@ def run_position(check_id: str) -> float:
     family = get(check_id).family
     last = max((index for index, spec in enumerate(CHECKS) if spec.family == family), default=len(CHECKS))
     return last + 0.5
+
+
+FIXTURE_PREFIX = "fixture:"
+
+
+def is_fixture_fault(fault: str) -> bool:
+    """Whether a proving fault is a test fixture (tests/) rather than a fault of the reference deployment."""
+    return fault.startswith(FIXTURE_PREFIX)
 
 
 def ids() -> list[str]:

@@ -63,6 +63,14 @@ CATALOG: tuple[Fault, ...] = (
     Fault("cache-degraded", "the cache is degraded: deep health reports warn"),
     Fault("wrong-release", "the service reports another releaseId than the one expected"),
     Fault("worker-stuck", "the tool worker stops taking jobs: tool runs never finish"),
+    # readiness
+    Fault("schema-mismatch", "the database is one schema version behind the app: a migration is pending"),
+    Fault("unsupported-client", "the server no longer supports clients older than 1.5.0"),
+    Fault("no-previous-artifact", "the previous release's artifact is gone: a rollback has nothing to go back to"),
+    # backups
+    Fault("backup-stale", "the newest backup is three days old"),
+    Fault("backup-corrupt", "the newest backup file is damaged"),
+    Fault("backup-empty", "the newest backup is a valid database with none of the application's tables"),
     # performance and behaviour
     Fault("slow-api", "every API answer is delayed by 300 ms"),
     Fault(
