@@ -475,6 +475,19 @@ class Target(_Strict):
     backups: list[BackupSource] = Field(default_factory=list)
     rollback: RollbackSettings | None = None
 
+    @field_validator("hosts")
+    @classmethod
+    def _host_specs(cls, value: list[str]) -> list[str]:
+        for spec in value:
+            if "://" not in spec:
+                # testinfra reads a bare name as paramiko://, which is not installed.
+                raise ValueError(f"{spec!r} needs a scheme: local://, ssh://user@host, docker://name, kubectl://pod?namespace=x")
+            netloc = urlsplit(spec).netloc
+            if "@" in netloc and ":" in netloc.rsplit("@", 1)[0]:
+                # testinfra would put it on sshpass's command line, visible to every process.
+                raise ValueError(f"{spec.split('://', 1)[0]}:// spec must not carry a password (user:password@host): use an SSH key")
+        return value
+
     @field_validator("base_url", "http_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -521,7 +534,12 @@ class LoadedTarget:
 
     def secrets(self) -> list[tuple[str, str]]:
         """(variable name, value) of every secret the target names, for the redactor."""
-        return [(env, value) for env in self.target.auth.secret_envs() if (value := os.environ.get(env))]
+        names = self.target.auth.secret_envs() + [
+            source.restore_server.password_env
+            for source in self.target.backups
+            if source.restore_server is not None and source.restore_server.password_env
+        ]
+        return [(env, value) for env in names if (value := os.environ.get(env))]
 
 
 # --------------------------------------------------------------------------- gates.yaml

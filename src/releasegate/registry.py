@@ -189,7 +189,8 @@ CHECKS: tuple[CheckSpec, ...] = (
         stage="pre-deploy",
         family="hosts",
         severity="blocking",
-        description="Kernel settings (somaxconn, tcp_max_syn_backlog, ip_local_port_range, ...) meet the policy's conditions, on every host.",
+        description="Kernel settings (somaxconn, tcp_max_syn_backlog, ip_local_port_range, ...) meet the policy's "
+        "conditions, on every host.",
         fault="fixture:sysctl-below-policy",
     ),
     CheckSpec(
@@ -213,7 +214,8 @@ CHECKS: tuple[CheckSpec, ...] = (
         stage="pre-deploy",
         family="hosts",
         severity="blocking",
-        description="Expected ports listen; database and cache ports are bound to loopback or private addresses only; nothing unexpected listens publicly.",
+        description="Expected ports listen; database and cache ports are bound to loopback or private addresses only; "
+        "nothing unexpected listens publicly.",
         fault="fixture:db-port-public",
     ),
     CheckSpec(
@@ -245,7 +247,8 @@ CHECKS: tuple[CheckSpec, ...] = (
         stage="pre-deploy",
         family="backup",
         severity="blocking",
-        description="The newest backup is intact: PRAGMA integrity_check (SQLite), pg_restore --list (PostgreSQL custom dumps).",
+        description="The newest backup is intact: PRAGMA integrity_check (SQLite), pg_restore --list and a full read of "
+        "the data (PostgreSQL custom dumps).",
         fault="backup-corrupt",
     ),
     CheckSpec(
@@ -253,7 +256,8 @@ CHECKS: tuple[CheckSpec, ...] = (
         stage="pre-deploy",
         family="backup",
         severity="blocking",
-        description="The newest backup restores into a scratch database and answers the sanity queries within the recovery time objective.",
+        description="The newest backup restores into a scratch database and answers the sanity queries within the "
+        "recovery time objective.",
         fault="backup-empty",
     ),
     CheckSpec(
@@ -383,7 +387,8 @@ CHECKS: tuple[CheckSpec, ...] = (
         stage="post-deploy",
         family="consistency",
         severity="blocking",
-        description="A write through the API is visible on every read endpoint and replica the target lists within the convergence window.",
+        description="A write through the API is visible on every read endpoint and replica the target lists within the "
+        "convergence window.",
         fault="stale-read",
     ),
     CheckSpec(

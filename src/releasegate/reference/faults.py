@@ -69,7 +69,12 @@ CATALOG: tuple[Fault, ...] = (
     Fault("no-previous-artifact", "the previous release's artifact is gone: a rollback has nothing to go back to"),
     # backups
     Fault("backup-stale", "the newest backup is three days old"),
-    Fault("backup-corrupt", "the newest backup file is damaged"),
+    Fault(
+        "backup-corrupt",
+        "the newest backup file is damaged",
+        also_breaks=("infra.backup.restore_drill",),
+        why="a backup that is no longer a database cannot be restored either: the drill fails on the same damage",
+    ),
     Fault("backup-empty", "the newest backup is a valid database with none of the application's tables"),
     # performance and behaviour
     Fault("slow-api", "every API answer is delayed by 300 ms"),
