@@ -727,7 +727,12 @@ def test_a_canary_policy_with_a_prometheus_metric_is_parsed(tmp_path: Path) -> N
     ("text", "line", "key", "says"),
     [
         # A rate needs two counts; a latency query would be judged as the wrong kind of evidence.
-        ("canary:\n  metrics:\n    - {name: e, kind: rate, source: prometheus, errors_query: x}\n", 3, "canary.metrics[0].total_query", "two count queries"),
+        (
+            "canary:\n  metrics:\n    - {name: e, kind: rate, source: prometheus, errors_query: x}\n",
+            3,
+            "canary.metrics[0].total_query",
+            "two count queries",
+        ),
         ("canary:\n  metrics:\n    - {name: l, kind: rate, probe: http_latency}\n", 3, "canary.metrics[0].kind", "must be latency"),
         ("canary:\n  metrics:\n    - {name: l, kind: latency}\n", 3, "canary.metrics[0].probe", "what feeds a probe metric"),
         ("canary:\n  metrics:\n    - {name: Bad-Name, kind: latency, probe: http_latency}\n", 3, "canary.metrics[0].name", "pattern"),
@@ -739,7 +744,12 @@ def test_a_canary_policy_with_a_prometheus_metric_is_parsed(tmp_path: Path) -> N
             "canary.metrics",
             "a appears more than once",
         ),
-        ("canary:\n  metrics:\n    - {name: a, kind: latency, probe: http_latency, allowed_increase: 0.9}\n", 3, "canary.metrics[0].allowed_increase", "at least 1"),
+        (
+            "canary:\n  metrics:\n    - {name: a, kind: latency, probe: http_latency, allowed_increase: 0.9}\n",
+            3,
+            "canary.metrics[0].allowed_increase",
+            "at least 1",
+        ),
     ],
 )
 def test_an_impossible_canary_policy_names_the_key(tmp_path: Path, text: str, line: int, key: str, says: str) -> None:
@@ -771,7 +781,10 @@ def test_a_canary_target_section(tmp_path: Path) -> None:
         ("canary: {baseline_url: ftp://x}\n", "canary.baseline_url"),
         ("canary: {canary_ws_url: https://x/ws}\n", "canary.canary_ws_url"),
         ("canary: {paths: [api]}\n", "canary.paths"),
-        ("canary:\n  prometheus: {url: 'http://p:9090', baseline_selector: 'job=\"a\"', canary_selector: 'job=\"a\"'}\n", "canary.prometheus.canary_selector"),
+        (
+            "canary:\n  prometheus: {url: 'http://p:9090', baseline_selector: 'job=\"a\"', canary_selector: 'job=\"a\"'}\n",
+            "canary.prometheus.canary_selector",
+        ),
         ("canary:\n  prometheus: {url: 'http://u:pw@p:9090', baseline_selector: a, canary_selector: b}\n", "canary.prometheus.url"),
     ],
 )

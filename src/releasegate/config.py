@@ -886,7 +886,9 @@ class CanaryMetric(_Strict):
         queries = [key for key in ("query", "errors_query", "total_query") if getattr(self, key)]
         if self.source == "probe":
             if self.probe is None:
-                raise ValueError(f"probe must name what feeds a probe metric: one of {', '.join(CANARY_PROBES)} (or set source: prometheus)")
+                raise ValueError(
+                    f"probe must name what feeds a probe metric: one of {', '.join(CANARY_PROBES)} (or set source: prometheus)"
+                )
             if CANARY_PROBES[self.probe] != self.kind:
                 raise ValueError(f"kind must be {CANARY_PROBES[self.probe]}: probe {self.probe} measures a {CANARY_PROBES[self.probe]}")
             if queries:
@@ -911,7 +913,9 @@ def _default_canary_metrics() -> list[CanaryMetric]:
     return [
         CanaryMetric(name="http_latency", kind="latency", probe="http_latency", allowed_increase=1.1, critical=True, weight=40),
         CanaryMetric(name="http_errors", kind="rate", probe="http_errors", allowed_increase=1.5, critical=True, weight=40, min_samples=100),
-        CanaryMetric(name="sync_latency", kind="latency", probe="sync_latency", allowed_increase=1.1, critical=True, weight=20, min_samples=30),
+        CanaryMetric(
+            name="sync_latency", kind="latency", probe="sync_latency", allowed_increase=1.1, critical=True, weight=20, min_samples=30
+        ),
     ]
 
 
@@ -961,7 +965,9 @@ class CanaryPolicy(_Strict):
         if self.looks == "haybittle-peto" and self.max_intervals > 1 and self.interim_alpha >= self.alpha:
             raise ValueError(f"interim_alpha ({self.interim_alpha:g}) must be below alpha ({self.alpha:g}): the last look needs the rest")
         if self.step_s > self.interval_s and any(m.source == "prometheus" and m.kind == "latency" for m in self.metrics):
-            raise ValueError(f"step_s ({self.step_s:g}) is longer than interval_s ({self.interval_s:g}): an interval would hold no Prometheus point")
+            raise ValueError(
+                f"step_s ({self.step_s:g}) is longer than interval_s ({self.interval_s:g}): an interval would hold no Prometheus point"
+            )
         return self
 
 

@@ -150,7 +150,7 @@ class MetricJudgement:
     flip: str  # what would change the state
 
     def as_dict(self) -> dict[str, Any]:
-        return json_safe(asdict(self))
+        return _json_object(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ class LookJudgement:
         return self.look >= self.max_looks
 
     def as_dict(self) -> dict[str, Any]:
-        out = json_safe(asdict(self))
+        out = _json_object(asdict(self))
         out["final"] = self.final
         return out
 
@@ -188,7 +188,12 @@ class RunJudgement:
         return self.looks[-1] if self.looks else None
 
     def as_dict(self) -> dict[str, Any]:
-        return json_safe(asdict(self))
+        return _json_object(asdict(self))
+
+
+def _json_object(value: dict[str, Any]) -> dict[str, Any]:
+    safe: dict[str, Any] = json_safe(value)
+    return safe
 
 
 def json_safe(value: Any) -> Any:
@@ -280,7 +285,9 @@ def load_record(path: Path) -> CanaryRecord:
 def _metric_from_json(name: str, raw: Mapping[str, Any]) -> MetricSamples:
     kind = raw["kind"]
     if kind == "latency":
-        sides: list[Side] = [LatencySamples(tuple(float(v) for v in raw[s]["values"]), int(raw[s].get("dropped", 0))) for s in ("baseline", "canary")]
+        sides: list[Side] = [
+            LatencySamples(tuple(float(v) for v in raw[s]["values"]), int(raw[s].get("dropped", 0))) for s in ("baseline", "canary")
+        ]
     elif kind == "rate":
         sides = [RateSamples(int(raw[s]["events"]), int(raw[s]["trials"])) for s in ("baseline", "canary")]
     else:
