@@ -128,7 +128,7 @@ def test_checks_json_lists_every_registered_check(capsys: pytest.CaptureFixture[
     templates = [row for row in rows if row.get("template")]
     assert [row["id"] for row in registered] == registry.ids()
     # A family of user-named ids (a user's scenarios) is listed once, as its pattern, proven by no fault.
-    assert [row["id"] for row in templates] == ["load.<name>", "business.scenario.<name>"]
+    assert [row["id"] for row in templates] == ["canary.metric.<name>", "load.<name>", "business.scenario.<name>"]
     assert all(row["fault"] is None for row in templates)
     for row in registered:
         spec = registry.get(row["id"])
