@@ -29,7 +29,7 @@ FIXTURE_PROVEN = {spec.id for spec in registry.CHECKS if spec.fault is not None 
 # The reference's latency objective and load policy, as in the demo's (demo.DEMO_GATES).
 MATRIX_GATES = """\
 probe: {timeout_s: 5, retry: {timeout_s: 0}}
-thresholds: {slo: {p95_ms: 200}}
+thresholds: {slo: {p95_ms: 200}, readiness: {oldest_client_version: "1.2.0"}}
 load:
   thresholds: {http_p95_ms: "<200", fail_ratio: "<0.01", sync_p95_ms: "<250"}
   min_requests: 30

@@ -59,7 +59,14 @@ def test_healthy_health_endpoints(tmp_path: Path) -> None:
     assert set(body["checks"]) == {"db:responseTime", "cache:utilization", "worker:queue", "model:responseTime"}
     db = body["checks"]["db:responseTime"][0]
     assert db["componentType"] == "datastore" and db["observedUnit"] == "ms" and db["status"] == "pass" and "time" in db
-    assert version.json() == {"version": "1.4.0", "releaseId": "2026.11.26-1", "schemaVersion": 7, "clientVersions": ">=1.2.0,<2.0.0"}
+    assert version.json() == {
+        "version": "1.4.0",
+        "releaseId": "2026.11.26-1",
+        "schemaVersion": 7,
+        "databaseSchemaVersion": 7,
+        "pendingMigrations": [],
+        "clientVersions": ">=1.2.0,<2.0.0",
+    }
 
 
 def test_fault_db_down_fails_readiness_deep_health_and_the_api(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from releasegate.reference import faults as fault_catalog
+from releasegate.reference.backups import write_demo_backup
 from releasegate.reference.settings import DEFAULT_RELEASE, ServiceSettings
 
 TOKEN_ENV = "RELEASEGATE_DEMO_TOKEN"
@@ -30,6 +31,7 @@ SECOND_TOKEN_ENV = "RELEASEGATE_DEMO_TOKEN_2"
 EXPIRED_TOKEN_ENV = "RELEASEGATE_DEMO_EXPIRED_TOKEN"
 USER_ENV = "RELEASEGATE_DEMO_USER"
 PASSWORD_ENV = "RELEASEGATE_DEMO_PASSWORD"
+BACKUP_FOLDER = "backups"  # in the data folder: where the demo's backup of the store is written
 DEMO_ENVS = (TOKEN_ENV, SECOND_TOKEN_ENV, EXPIRED_TOKEN_ENV, USER_ENV, PASSWORD_ENV)
 # The reference service is ready as soon as it answers, so the demo's convergence window is
 # short; a real deployment keeps gates.yaml's 30 s.
@@ -43,6 +45,15 @@ thresholds:
   # The reference answers /api in ~3 ms (p95 under ~10 ms on a busy 2-core machine); its
   # latency objective is 200 ms, so fault slow-api (+300 ms) breaks it.
   slo: {p95_ms: 200}
+  # The reference's clients: the oldest still in use is 1.2.0 (fault unsupported-client drops it).
+  readiness: {oldest_client_version: "1.2.0"}
+  # The restore drill asks the restored copy what any backup of the reference must hold.
+  backup:
+    sanity_queries:
+      - name: application tables
+        sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('conversations', 'participants', 'messages', 'tool_runs')"
+        min_rows: 4
+      - {name: first migration recorded, sql: "SELECT name FROM schema_migrations WHERE version = 1", equals: "0001_initial"}
 load:
   # The same objective under the smoke profile, which makes ~50 HTTP requests in 7 s.
   thresholds: {http_p95_ms: "<200", fail_ratio: "<0.01", sync_p95_ms: "<250"}
@@ -121,6 +132,8 @@ health: {{liveness: /healthz, readiness: /readyz, deep: /health, version: /versi
 expected_release: "{expected_release}"
 rate_limit: {{path: /api/v1/me, max_probe_requests: 40, endpoint_path: /api/v1/auth/login, other_path: /api/v1/me}}
 limits: {{body_path: /api/v1/conversations, max_body_bytes: {settings.max_body_bytes}, max_header_bytes: {settings.max_header_bytes}}}
+rollback: {{previous_artifact_url: "{service.base_url}/releases/{settings.previous_release_id}/manifest"}}
+backups: [{{name: store, kind: sqlite, path: {json.dumps(str(settings.data_dir / BACKUP_FOLDER))}}}]
 """
         + business
     )
@@ -203,6 +216,8 @@ def running(faults: Sequence[str] = (), *, data_dir: Path | None = None) -> Iter
             os.environ[SECOND_TOKEN_ENV] = login(service.base_url, service.ca_path, second_user, second_password, verify=verify)
             os.environ[USER_ENV], os.environ[PASSWORD_ENV] = username, password
             os.environ[EXPIRED_TOKEN_ENV] = expired_token(settings, username)
+            # The store is open and migrated once the service answers: back it up as a backup job would.
+            write_demo_backup(folder / "service.db", folder / BACKUP_FOLDER, settings.faults)
             token_path = folder / "token"
             token_path.touch(mode=0o600)
             token_path.write_text(token + "\n", encoding="utf-8")

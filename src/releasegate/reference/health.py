@@ -5,7 +5,13 @@
 - ``/health`` deep health, ``application/health+json`` per draft-inadarei-api-health-check-06, with
   the components ``db:responseTime``, ``cache:utilization``, ``worker:queue`` and ``model:responseTime``;
   the overall status is the worst component's; 200 for pass and warn, 503 for fail;
-- ``/version``: version, releaseId, schemaVersion and the supported client version range;
+- ``/version``: version, releaseId, the app's schemaVersion, the database's
+  (databaseSchemaVersion, null when the database does not answer), pendingMigrations (the app's
+  migrations the database has not applied; fault schema-mismatch: one) and the supported client
+  version range clientVersions (fault unsupported-client: ``>=1.5.0,<2.0.0``);
+- ``/releases/{release_id}/manifest``: the release artifacts this service can roll between (the
+  current and the previous release), ``{releaseId, digest}``; 404 for any other release, and for
+  the previous one under fault no-previous-artifact;
 - ``/metrics``: this instance's Prometheus registry in the text format.
 
 A stuck worker or a degraded cache *warn*: the service still serves, it is degraded. Only the
@@ -14,6 +20,7 @@ database fails deep health, because without it the service cannot serve at all.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -24,7 +31,7 @@ from starlette.routing import BaseRoute, Route
 
 from releasegate.reference.metrics import CONTENT_TYPE
 from releasegate.reference.service import SERVICE_ID, Service
-from releasegate.reference.store import StoreUnavailable
+from releasegate.reference.store import StoreUnavailable, migration_name
 
 Status = Literal["pass", "warn", "fail"]
 HEALTH_JSON = "application/health+json"
@@ -115,17 +122,46 @@ async def health(request: Request) -> Response:
     return JSONResponse(document, status_code=503 if overall == "fail" else 200, media_type=HEALTH_JSON)
 
 
+def schema_status(service: Service) -> tuple[int | None, list[str] | None]:
+    """The database's schema version and the app's migrations it lacks; (None, None) when it does not answer."""
+    try:
+        applied = service.store.applied_migrations()
+    except StoreUnavailable:
+        return None, None
+    pending = [migration_name(n) for n in range(1, service.settings.schema_version + 1) if n not in applied]
+    return max(applied, default=0), pending
+
+
 async def version(request: Request) -> Response:
     service = _service(request)
     settings = service.settings
+    database_version, pending = schema_status(service)
     return JSONResponse(
         {
             "version": settings.version,
             "releaseId": service.release_id,
             "schemaVersion": settings.schema_version,
-            "clientVersions": settings.client_versions,
+            "databaseSchemaVersion": database_version,
+            "pendingMigrations": pending,
+            "clientVersions": settings.unsupported_client_versions if settings.has("unsupported-client") else settings.client_versions,
         }
     )
+
+
+def release_digest(release_id: str) -> str:
+    """A stable stand-in for the digest of a release's artifact."""
+    return "sha256:" + hashlib.sha256(f"{SERVICE_ID}/{release_id}".encode()).hexdigest()
+
+
+async def release_manifest(request: Request) -> Response:
+    settings = _service(request).settings
+    release_id = request.path_params["release_id"]
+    available = {settings.release_id}
+    if not settings.has("no-previous-artifact"):
+        available.add(settings.previous_release_id)
+    if release_id not in available:
+        return JSONResponse({"error": "not found", "detail": f"no artifact for release {release_id}"[:200]}, status_code=404)
+    return JSONResponse({"releaseId": release_id, "digest": release_digest(release_id)})
 
 
 async def metrics(request: Request) -> Response:
@@ -143,6 +179,7 @@ async def index(request: Request) -> Response:
             "websocket": "/ws/sync",
             "health": {"liveness": "/healthz", "readiness": "/readyz", "deep": "/health"},
             "version": "/version",
+            "releases": "/releases/{release_id}/manifest",
             "metrics": "/metrics",
         }
     )
@@ -155,5 +192,6 @@ def routes() -> list[BaseRoute]:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/version", version, methods=["GET"]),
+        Route("/releases/{release_id}/manifest", release_manifest, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]

@@ -18,7 +18,7 @@ from releasegate.reference.assistant import Assistant
 from releasegate.reference.auth import Authenticator
 from releasegate.reference.metrics import Metrics
 from releasegate.reference.ratelimit import KeyedLimiter
-from releasegate.reference.settings import WRONG_RELEASE, ServiceSettings
+from releasegate.reference.settings import ServiceSettings
 from releasegate.reference.store import Message, Store, StoreUnavailable
 from releasegate.reference.sync import Hub, Subscriber
 from releasegate.reference.worker import Worker
@@ -72,12 +72,18 @@ class Service:
         self.worker = Worker(settings, self.store, self.hub, self.metrics, mono=mono)
         self.assistant = Assistant(degraded=settings.has("bad-model"))
         self.cache = SuggestionCache()
-        self.release_id = WRONG_RELEASE if settings.has("wrong-release") else settings.release_id
+        # wrong-release: the deployment did not take, the previous release still answers.
+        self.release_id = settings.previous_release_id if settings.has("wrong-release") else settings.release_id
         self.api_requests = itertools.count()  # drives error-burst deterministically
         self._background: set[asyncio.Task[None]] = set()
 
+    @property
+    def database_schema_version(self) -> int:
+        """The schema version the database is migrated to: the app's, or one behind under schema-mismatch."""
+        return self.settings.schema_version - (1 if self.settings.has("schema-mismatch") else 0)
+
     async def start(self) -> None:
-        self.store.open()
+        self.store.open(schema_version=self.database_schema_version)
         await self.worker.start()
 
     async def stop(self) -> None:

@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_RELEASE = "2026.11.26-1"
-WRONG_RELEASE = "2026.11.19-7"
+# The release before it: what a rollback returns to, and what still answers under wrong-release
+# (the deployment did not take: the previous build is serving).
+PREVIOUS_RELEASE = "2026.11.19-7"
+WRONG_RELEASE = PREVIOUS_RELEASE
 
 
 @dataclass(frozen=True)
@@ -25,9 +28,11 @@ class ServiceSettings:
     host: str = "127.0.0.1"  # loopback only
     server_name: str = "localhost"  # the name in the certificate and in the target file
     release_id: str = DEFAULT_RELEASE
+    previous_release_id: str = PREVIOUS_RELEASE
     version: str = "1.4.0"
     schema_version: int = 7
     client_versions: str = ">=1.2.0,<2.0.0"
+    unsupported_client_versions: str = ">=1.5.0,<2.0.0"  # fault unsupported-client
     jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     token_ttl_s: int = 900
     long_token_ttl_s: int = 30 * 86400  # fault long-token-ttl

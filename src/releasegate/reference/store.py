@@ -37,7 +37,26 @@ CREATE TABLE IF NOT EXISTS tool_runs (
     id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, tool TEXT NOT NULL, code TEXT NOT NULL,
     requested_by TEXT NOT NULL, status TEXT NOT NULL, result TEXT, created_at REAL NOT NULL,
     started_at REAL, finished_at REAL);
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL);
 """
+
+# The application's migrations, in order: migration N brings the schema to version N. Which of
+# them the database has applied is recorded in schema_migrations; /version compares the two.
+MIGRATIONS = (
+    "0001_initial",
+    "0002_participants",
+    "0003_message_seq",
+    "0004_tool_runs",
+    "0005_tool_run_timing",
+    "0006_messages_by_conversation_index",
+    "0007_tool_run_results",
+)
+
+
+def migration_name(version: int) -> str:
+    """The name of the migration that brings the schema to ``version``."""
+    return MIGRATIONS[version - 1] if 0 < version <= len(MIGRATIONS) else f"{version:04d}_schema_{version}"
 
 
 class StoreUnavailable(RuntimeError):
@@ -127,7 +146,12 @@ class Store:
         self._wall = wall
         self._db: sqlite3.Connection | None = None
 
-    def open(self) -> None:
+    def open(self, *, schema_version: int = len(MIGRATIONS)) -> None:
+        """Open (creating) the database, its schema recorded as migrated up to ``schema_version``.
+
+        The reference has one schema whatever the version; the record is what the migration
+        check reads (fault schema-mismatch opens it one version behind the app).
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # check_same_thread=False: the test client and uvicorn may run the lifespan and the
         # requests on different threads of one event loop owner; access stays serialised on it.
@@ -135,6 +159,13 @@ class Store:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(SCHEMA)
+        with db:
+            db.execute("BEGIN")
+            db.execute("DELETE FROM schema_migrations WHERE version > ?", (schema_version,))
+            db.executemany(
+                "INSERT OR IGNORE INTO schema_migrations VALUES (?, ?, ?)",
+                [(n, migration_name(n), self._wall()) for n in range(1, schema_version + 1)],
+            )
         self._db = db
 
     def close(self) -> None:
@@ -155,6 +186,13 @@ class Store:
         """``SELECT 1``: raises StoreUnavailable when the database does not answer."""
         try:
             self._conn().execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    def applied_migrations(self) -> dict[int, str]:
+        """Version -> name of every migration the database has applied."""
+        try:
+            return {int(v): str(n) for v, n in self._conn().execute("SELECT version, name FROM schema_migrations")}
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(exc)) from exc
 
