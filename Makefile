@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/security_stage.py
 	$(BIN)/python bench/slo_latency.py
 	$(BIN)/python bench/load_generator.py
+	$(BIN)/python bench/canary_judge.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
