@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/slo_latency.py
 	$(BIN)/python bench/load_generator.py
 	$(BIN)/python bench/restore_drill.py
+	$(BIN)/python bench/canary_judge.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -46,9 +46,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from results_file import markers, write_section  # bench/ is on sys.path: the scripts run as files
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = REPO / "bench" / "RESULTS.md"
-BEGIN, END = "<!-- load_generator.py: begin -->", "<!-- load_generator.py: end -->"
+BEGIN, END = markers("load_generator.py")
 CONVERSATION = "bench"
 MESSAGES_URL = f"/api/v1/conversations/{CONVERSATION}/messages"
 # Both "id" (the conversation ConversationUser creates at start) and "messages" (what its read
@@ -564,18 +566,6 @@ def render_delay(out: list[str], delay: dict[str, dict[str, Any]], *, args: argp
     w("")
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section in ``path`` (or append it), keeping everything else."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        text = head + section + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
-
-
 # --------------------------------------------------------------------------- command line
 
 
@@ -616,7 +606,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sync = bench_sync(args.sessions, args.spawn_rate, args.seconds, (args.think_min_s, args.think_max_s)) if "sync" in parts else None
     delay = bench_delay(args.delay_ms, args.seconds) if "delay" in parts else None
     section = render(http, sync, delay, args=args, machine=machine_rows())
-    write_section(args.output, section)
+    write_section(args.output, section, BEGIN, END)
     print(section)
     print(f"written to {args.output}", file=sys.stderr)
     return 0

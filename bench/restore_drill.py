@@ -38,12 +38,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from results_file import markers, write_section  # bench/ is on sys.path: the scripts run as files
+
 from releasegate.config import BackupSource, PostgresServer, SanityQuery
 from releasegate.probes import backup
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = REPO / "bench" / "RESULTS.md"
-BEGIN, END = "<!-- restore_drill.py: begin -->", "<!-- restore_drill.py: end -->"
+BEGIN, END = markers("restore_drill.py")
 SHIPPED_RTO_S = 900.0
 PER_CONVERSATION = 40
 ADMIN_TIMEOUT_S = 10.0
@@ -277,18 +279,6 @@ def render(args: argparse.Namespace, f: Figures) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section in ``path`` (or append it), keeping everything else."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        text = head + section + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--messages", type=int, default=100_000, help="rows of messages (default 100000)")
@@ -311,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"restore_drill.py: {exc}; nothing measured, {args.output} left as it was", file=sys.stderr)
             return 0
         raise
-    write_section(args.output, section)
+    write_section(args.output, section, BEGIN, END)
     print(section)
     print(f"written to {args.output}", file=sys.stderr)
     return 0

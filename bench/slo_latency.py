@@ -31,6 +31,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from results_file import markers, write_section  # bench/ is on sys.path: the scripts run as files
+
 from releasegate.config import SloProbeSettings
 from releasegate.probes.http import HttpSettings, ssl_context
 from releasegate.probes.slo import Endpoint, SloObservation, probe
@@ -41,7 +43,7 @@ from releasegate.reference.settings import ServiceSettings
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = REPO / "bench" / "RESULTS.md"
-BEGIN, END = "<!-- slo_latency.py: begin -->", "<!-- slo_latency.py: end -->"
+BEGIN, END = markers("slo_latency.py")
 PATHS = ["/api/v1/me", "/api/v1/conversations"]
 SHIFT_MS = 100
 # Per deployment; the reference allows one user 20 requests/s, so this keeps 429s out of the figures.
@@ -186,18 +188,6 @@ def render(
     return "\n".join(out) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section in ``path`` (or append it), keeping everything else."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        text = head + section + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--repetitions", type=int, default=5, help="interleaved healthy/slow-api windows (default 5)")
@@ -224,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "slow-api (+300 ms, the fault's default)": demo_runs(slow_300, args.demo_runs),
         }
     section = render(shifts, demo, requests=args.requests, machine=machine_rows())
-    write_section(args.output, section)
+    write_section(args.output, section, BEGIN, END)
     print(section)
     print(f"written to {args.output}", file=sys.stderr)
     return 0

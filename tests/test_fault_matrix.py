@@ -4,6 +4,11 @@ Healthy, every stage that has checks passes or promotes with every check passed.
 fault that the registry names as a proving fault, the checks it proves fail (or error), the
 decision is rollback or hold, and no other blocking check fails: a fault that trips an
 unrelated check means that check is imprecise. One service start per fault, on loopback, port 0.
+
+The canary stage compares two deployments: it runs against ``running_canary`` (a healthy
+baseline and a canary with the fault, the demo's fast canary policy); the other stages against
+``running``. A canary fault must make its checks *fail* and roll back, and no other canary check
+(of any severity: each one explains a metric) may fail unless the fault declares it.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ import pytest
 from releasegate import registry
 from releasegate.cli import main
 from releasegate.reference import faults as fault_catalog
-from releasegate.reference.demo import running
+from releasegate.reference.demo import CANARY_POLICY, running, running_canary
 
 GATED_STAGES = sorted({spec.stage for spec in registry.CHECKS if spec.stage != "canary"})
+CANARY = "canary"
 # Faults of the reference deployment; fixture:<name> faults are proven in tests/ (test_fixture_proofs.py).
 PROVING_FAULTS = sorted({spec.fault for spec in registry.CHECKS if spec.fault is not None and not registry.is_fixture_fault(spec.fault)})
 # Checks proven by fixtures look at what the demo does not have (hosts, a Prometheus with scrape
@@ -34,6 +40,8 @@ load:
   thresholds: {http_p95_ms: "<200", fail_ratio: "<0.01", sync_p95_ms: "<250"}
   min_requests: 30
 """
+# The canary stage: the demo's policy (4 looks of 2.5 s; a clear fault rolls back at the first).
+CANARY_MATRIX_GATES = MATRIX_GATES + CANARY_POLICY
 
 
 def gate(target: Path, gates: Path, stage: str, report_dir: Path) -> dict[str, Any]:
@@ -47,6 +55,13 @@ def gate(target: Path, gates: Path, stage: str, report_dir: Path) -> dict[str, A
 def matrix_gates(tmp_path: Path) -> Path:
     path = tmp_path / "gates.yaml"
     path.write_text(MATRIX_GATES, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def canary_gates(tmp_path: Path) -> Path:
+    path = tmp_path / "canary-gates.yaml"
+    path.write_text(CANARY_MATRIX_GATES, encoding="utf-8")
     return path
 
 
@@ -76,13 +91,39 @@ def test_the_healthy_reference_deployment_passes_every_stage(tmp_path: Path, mat
         assert {c["id"] for c in verdict["checks"]} == {s.id for s in registry.CHECKS if s.stage == stage}
 
 
+def test_the_healthy_canary_pair_promotes_with_every_canary_check_passed(tmp_path: Path, canary_gates: Path) -> None:
+    # Given a healthy baseline and a healthy canary
+    with running_canary() as deployment:
+        verdict = gate(deployment.target_path, canary_gates, CANARY, tmp_path / CANARY)
+    # Then the canary is promoted, every metric of the policy judged and passed
+    not_passed = [(c["id"], c["outcome"], c["summary"]) for c in verdict["checks"] if c["outcome"] != "passed"]
+    assert verdict["decision"] == "promote", verdict["reasons"]
+    assert not_passed == []
+    metrics = {registry.canary_metric_id(name) for name in ("http_latency", "http_errors", "sync_latency")}
+    assert {c["id"] for c in verdict["checks"]} == {s.id for s in registry.CHECKS if s.stage == CANARY} | metrics
+
+
 @pytest.mark.parametrize("fault", PROVING_FAULTS)
-def test_a_fault_breaks_the_checks_it_proves_and_nothing_else(fault: str, tmp_path: Path, matrix_gates: Path) -> None:
+def test_a_fault_breaks_the_checks_it_proves_and_nothing_else(fault: str, tmp_path: Path, matrix_gates: Path, canary_gates: Path) -> None:
     proven = {spec.id for spec in registry.CHECKS if spec.fault == fault}
     stages = sorted({registry.get(check_id).stage for check_id in proven})
+    verdicts: list[dict[str, Any]] = []
     # Given the reference deployment with this one fault
-    with running([fault]) as deployment:
-        verdicts = [gate(deployment.target_path, matrix_gates, stage, tmp_path / stage) for stage in stages]
+    if set(stages) - {CANARY}:
+        with running([fault]) as deployment:
+            verdicts += [gate(deployment.target_path, matrix_gates, stage, tmp_path / stage) for stage in stages if stage != CANARY]
+    # (and, for the canary stage, a healthy baseline beside a canary with the fault)
+    if CANARY in stages:
+        with running_canary([fault]) as deployment:
+            canary = gate(deployment.target_path, canary_gates, CANARY, tmp_path / CANARY)
+        verdicts.append(canary)
+        assert canary["decision"] == "rollback", canary["reasons"]
+        declared = fault_catalog.get(fault).also_breaks
+        for check in canary["checks"]:
+            if check["id"] in proven:  # a canary check must be shown to fail, not merely to be unable to judge
+                assert check["outcome"] == "failed", check
+            elif not any(registry.matches(pattern, check["id"]) for pattern in declared):
+                assert check["outcome"] != "failed", f"fault {fault} also fails {check['id']}: {check['summary']}"
     for verdict in verdicts:
         outcomes = {c["id"]: c for c in verdict["checks"]}
         # Then every check it proves fails (or could not judge), and the decision says so

@@ -100,6 +100,42 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--master-host", metavar="H", help="be worker processes (--workers N, default 1) of the master at H")
     load.add_argument("--report-dir", type=Path, help="default: reports/load-<UTC timestamp>/")
     load.add_argument("--suite", type=Path, help="folder holding checks/, loadtests/ and gates.yaml (default: found automatically)")
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve the gate over HTTP: Flagger webhooks and Argo Rollouts' Web metric provider",
+        description="Run the gate on request, one run at a time: POST /flagger/<stage> (200 only for pass/promote; "
+        "rollback 412, hold 409), POST /flagger/rollback (Flagger's rollback hook), GET|POST /argo/<stage> (200 with "
+        "a JSON decision), GET /healthz. See docs/canary.md.",
+    )
+    serve.add_argument("--target", required=True, type=Path, help="target file (YAML) every run gates")
+    serve.add_argument("--gates", type=Path, help="policy file (default: the suite's gates.yaml)")
+    serve.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="address to bind (default 127.0.0.1:8080)")
+    serve.add_argument(
+        "--report-dir", type=Path, metavar="DIR", help="one folder per run inside it (default: reports/serve-<UTC timestamp>/)"
+    )
+    serve.add_argument(
+        "--token-env", metavar="NAME", help="require `Authorization: Bearer <value of $NAME>` (Argo can send it; Flagger cannot)"
+    )
+    serve.add_argument("--max-run-s", type=float, metavar="S", help="a run is stopped (hold) after S seconds (default: deadline_s + 60)")
+    serve.add_argument(
+        "--lock-wait-s", type=float, default=10.0, metavar="S", help="wait this long for a running gate, then 503 (default 10)"
+    )
+    serve.add_argument("--keep-runs", type=int, default=100, metavar="N", help="keep the report folders of the last N runs (default 100)")
+    serve.add_argument("--suite", type=Path, help="folder holding checks/ and gates.yaml (default: found automatically)")
+
+    canary = sub.add_parser("canary", help="canary analysis tools (replay)")
+    canary_sub = canary.add_subparsers(dest="canary_command", required=True, parser_class=_Parser)
+    replay = canary_sub.add_parser(
+        "replay",
+        help="judge a canary run's saved samples again, under its own policy or another one",
+        description="Load SAMPLES.json (written by every canary run into its report dir), judge it under the canary "
+        "policy of --gates (default: the policy saved in the file), print the explanation, exit 0 promote, "
+        "1 rollback, 2 hold, 3 bad file or policy.",
+    )
+    replay.add_argument("samples", type=Path, metavar="SAMPLES.json")
+    replay.add_argument("--gates", type=Path, help="judge under this file's canary policy (default: the one saved in the samples)")
+    replay.add_argument("--suite", type=Path, help=argparse.SUPPRESS)
     return parser
 
 
@@ -351,9 +387,8 @@ def cmd_demo(args: argparse.Namespace, report_dirs: list[Path]) -> int:
     unknown = unknown_faults(args.fault)
     if unknown:
         raise UsageError(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(sorted(fault_catalog.NAMES))}")
-    if args.canary:
-        print("releasegate demo --canary: not available yet (the canary stage has no checks in this version) (exit 3)", file=sys.stderr)
-        return ExitCode.CONFIG_ERROR
+    if args.canary or args.stage == "canary":  # the canary stage needs the pair either way
+        return _demo_canary(args, report_dirs)
     stages = (
         [args.stage] if args.stage else [stage for stage in STAGES if stage != "canary" and any(s.stage == stage for s in registry.CHECKS)]
     )
@@ -385,6 +420,37 @@ def cmd_demo(args: argparse.Namespace, report_dirs: list[Path]) -> int:
                 )
             )
     return worst_exit_code(codes)
+
+
+def _demo_canary(args: argparse.Namespace, report_dirs: list[Path]) -> int:
+    """A healthy baseline and a canary (with the faults), judged by the canary stage."""
+    if args.stage not in (None, "canary"):
+        raise UsageError(f"--canary runs the canary stage; drop --stage {args.stage} (or use --stage canary)")
+    from releasegate.reference.demo import running_canary
+
+    started = datetime.now(UTC)
+    base = (args.report_dir or Path("reports") / f"demo-{started:%Y%m%dT%H%M%SZ}").resolve()
+    report_dirs.append(base)
+    state = f"with fault{'s' if len(args.fault) > 1 else ''} {', '.join(args.fault)}" if args.fault else "healthy"
+    print(f"releasegate demo: starting a baseline (healthy) and a canary ({state}) on loopback ...", flush=True)
+    with running_canary(args.fault) as deployment:
+        if args.serve:
+            return _serve(deployment.target_path, deployment.env_path)
+        print("releasegate demo: gating stage canary", flush=True)
+        gates = args.gates or deployment.gates_path
+        return main(
+            [
+                "run",
+                "--stage",
+                "canary",
+                "--target",
+                str(deployment.target_path),
+                "--gates",
+                str(gates),
+                "--report-dir",
+                str(base / "canary"),
+            ]
+        )
 
 
 def worst_exit_code(codes: Sequence[int]) -> int:
@@ -498,12 +564,173 @@ def cmd_load(args: argparse.Namespace, report_dirs: list[Path]) -> int:
             os.environ[OPTIONS_ENV] = previous
 
 
+# --------------------------------------------------------------------------- serve
+
+
+def cmd_serve(args: argparse.Namespace, _: list[Path]) -> int:
+    """Validate everything first (exit 3 on a bad target, policy, address or token), then serve."""
+    from releasegate.serve import GateServer, ServeSettings, is_loopback, parse_listen, serve_until_stopped
+
+    suite = find_suite(args.suite)
+    loaded = load_target(args.target)
+    load_scenarios(loaded)
+    gates_path = Path(args.gates or default_gates(suite)).resolve()
+    gates = load_gates(gates_path).gates
+    try:
+        host, port = parse_listen(args.listen)
+    except ValueError as exc:
+        raise UsageError(f"--listen {exc}") from None
+    token: str | None = None
+    if args.token_env:
+        token = os.environ.get(args.token_env, "")
+        # Never the value itself in a message: only the variable's name.
+        if len(token) < 16 or token.strip() != token:
+            raise ConfigError(
+                [
+                    Problem(
+                        "--token-env",
+                        None,
+                        args.token_env,
+                        "the variable is unset, shorter than 16 characters or has surrounding whitespace",
+                        f"export {args.token_env}=<a random token of 16+ characters> (e.g. from a Kubernetes Secret)",
+                    )
+                ]
+            )
+    max_run_s = args.max_run_s if args.max_run_s is not None else gates.deadline_s + 60.0
+    if max_run_s <= 0 or args.lock_wait_s < 0 or args.keep_runs < 1:
+        raise UsageError("--max-run-s must be > 0, --lock-wait-s >= 0 and --keep-runs >= 1")
+    report_root = (args.report_dir or Path("reports") / f"serve-{datetime.now(UTC):%Y%m%dT%H%M%SZ}").resolve()
+    settings = ServeSettings(
+        target=loaded.path,
+        gates=gates_path,
+        suite=suite,
+        report_root=report_root,
+        target_name=loaded.target.name,
+        max_run_s=max_run_s,
+        lock_wait_s=args.lock_wait_s,
+        keep_runs=args.keep_runs,
+        token=token,
+        token_env=args.token_env,
+    )
+    try:
+        report_root.mkdir(parents=True, exist_ok=True)
+        server = GateServer((host, port), settings)
+    except OSError as exc:
+        raise ConfigError(
+            [
+                Problem(
+                    "--listen" if not isinstance(exc, PermissionError) else "--report-dir",
+                    None,
+                    "",
+                    f"cannot start: {exc}",
+                    "pick a free port and a writable folder",
+                )
+            ]
+        ) from None
+    print(f"releasegate serve: listening on {server.url} for target {loaded.target.name} ({loaded.path})", flush=True)
+    print(f"releasegate serve: policy {gates_path}; a run is stopped after {max_run_s:g} s; reports in {report_root}", flush=True)
+    span = gates.canary.interval_s * gates.canary.max_intervals
+    if loaded.target.canary is not None and max_run_s < span:
+        print(
+            f"releasegate serve: note: a canary run may take {span:g} s (interval_s x max_intervals) but --max-run-s is "
+            f"{max_run_s:g} s: it would hold",
+            flush=True,
+        )
+    if token is None and not is_loopback(host):
+        print("releasegate serve: warning: no --token-env on a non-loopback address; restrict who can reach it (NetworkPolicy)", flush=True)
+    serve_until_stopped(server)
+    print("releasegate serve: stopped", flush=True)
+    return ExitCode.OK
+
+
+# --------------------------------------------------------------------------- canary replay
+
+
+def cmd_canary(args: argparse.Namespace, _: list[Path]) -> int:
+    from releasegate.canary import judge
+    from releasegate.canary.model import load_record
+
+    record = load_record(args.samples)
+    if not record.intervals:
+        raise ConfigError(
+            [
+                Problem(
+                    str(args.samples),
+                    None,
+                    "intervals",
+                    "holds no interval: there is nothing to judge",
+                    "pass the samples.json of a canary run that collected at least one interval",
+                )
+            ]
+        )
+    policy, source = _replay_policy(args, record.policy)
+    intervals = record.intervals[: policy.max_intervals]
+    # A recorded run that stopped before this policy's last look ends undecided, not "complete".
+    complete = len(record.intervals) >= policy.max_intervals
+    run = judge.judge_run(policy, intervals, complete=complete)
+    print(f"releasegate canary replay: {args.samples} (target {record.target or '?'}), {len(record.intervals)} interval(s) recorded")
+    print(f"policy: {source}; {policy.max_intervals} look(s) of {policy.interval_s:g} s, alpha {policy.alpha:g} ({policy.looks})")
+    notes = _replay_notes(record.intervals, policy)
+    for note in notes:
+        print(f"note: {note}")
+    print()
+    print(judge.explain(run))
+    return {"promote": ExitCode.OK, "rollback": ExitCode.ROLLBACK}.get(run.decision, ExitCode.HOLD)
+
+
+def _replay_policy(args: argparse.Namespace, saved: Any) -> tuple[Any, str]:
+    """The canary policy to judge under, and where it came from."""
+    import pydantic
+
+    from releasegate.config import CanaryPolicy
+
+    if args.gates is not None:
+        return load_gates(args.gates).gates.canary, f"canary section of {args.gates}"
+    if saved:
+        try:
+            return CanaryPolicy.model_validate(saved), f"saved in {args.samples}"
+        except pydantic.ValidationError as exc:
+            problems = [
+                Problem(
+                    str(args.samples),
+                    None,
+                    "policy." + ".".join(str(part) for part in error["loc"]),
+                    error["msg"],
+                    "judge under another policy with --gates FILE, or pass an unedited samples.json",
+                )
+                for error in exc.errors()
+            ]
+            raise ConfigError(problems) from None
+    try:
+        path = default_gates(find_suite(args.suite))
+    except ConfigError:
+        return CanaryPolicy(), "built-in defaults (the samples hold no policy)"
+    return load_gates(path).gates.canary, f"canary section of {path} (the samples hold no policy)"
+
+
+def _replay_notes(intervals: Sequence[Any], policy: Any) -> list[str]:
+    notes: list[str] = []
+    if len(intervals) > policy.max_intervals:
+        notes.append(f"only the first {policy.max_intervals} of {len(intervals)} intervals are judged (max_intervals)")
+    recorded = {name for interval in intervals for name in interval.metrics}
+    missing = [metric.name for metric in policy.metrics if metric.name not in recorded]
+    if missing:
+        notes.append(f"no samples recorded for {', '.join(missing)}: no data under this policy")
+    durations = {round(interval.duration_s, 3) for interval in intervals}
+    if durations and all(abs(d - policy.interval_s) > 0.5 for d in durations):
+        shown = ", ".join(f"{d:g}" for d in sorted(durations)[:3])
+        notes.append(f"the intervals were {shown} s long, the policy says {policy.interval_s:g} s: looks are per recorded interval")
+    return notes
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, list[Path]], int]] = {
     "run": cmd_run,
     "validate": cmd_validate,
     "checks": cmd_checks,
     "demo": cmd_demo,
     "load": cmd_load,
+    "serve": cmd_serve,
+    "canary": cmd_canary,
 }
 
 

@@ -871,6 +871,11 @@ class CanaryMetric(_Strict):
     # It passes early once the confidence bound on the ratio is within it.
     allowed_increase: float = Field(default=1.0, ge=1.0, le=1000.0)
     allowed_decrease: float = Field(default=1.0, gt=0.0, le=1.0)
+    # Latency only: an increase the canary may show in absolute terms (the samples' unit, ms),
+    # measured at the baseline's median. The allowed ratio becomes the larger of allowed_increase
+    # and 1 + allowed_increase_ms / baseline median, so a 2 ms -> 3 ms change (ratio 1.5, and
+    # within the noise of two processes on one host) is not a regression. 0: ratio only.
+    allowed_increase_ms: float = Field(default=0.0, ge=0.0, le=3_600_000.0)
     # A critical metric that fails rolls back at once, whatever the score; one that has no data
     # at the last interval holds.
     critical: bool = False
@@ -883,6 +888,8 @@ class CanaryMetric(_Strict):
     @model_validator(mode="after")
     def _source_is_complete(self) -> CanaryMetric:
         # Each message starts with the key to change, so the problem points at that key's line.
+        if self.allowed_increase_ms and self.kind != "latency":
+            raise ValueError("allowed_increase_ms must be 0 for a rate metric: it is an absolute latency tolerance (use allowed_increase)")
         queries = [key for key in ("query", "errors_query", "total_query") if getattr(self, key)]
         if self.source == "probe":
             if self.probe is None:
@@ -911,10 +918,19 @@ class CanaryMetric(_Strict):
 
 def _default_canary_metrics() -> list[CanaryMetric]:
     return [
-        CanaryMetric(name="http_latency", kind="latency", probe="http_latency", allowed_increase=1.1, critical=True, weight=40),
+        CanaryMetric(
+            name="http_latency", kind="latency", probe="http_latency", allowed_increase=1.1, allowed_increase_ms=5, critical=True, weight=40
+        ),
         CanaryMetric(name="http_errors", kind="rate", probe="http_errors", allowed_increase=1.5, critical=True, weight=40, min_samples=100),
         CanaryMetric(
-            name="sync_latency", kind="latency", probe="sync_latency", allowed_increase=1.1, critical=True, weight=20, min_samples=30
+            name="sync_latency",
+            kind="latency",
+            probe="sync_latency",
+            allowed_increase=1.1,
+            allowed_increase_ms=5,
+            critical=True,
+            weight=20,
+            min_samples=30,
         ),
     ]
 

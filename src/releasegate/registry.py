@@ -256,8 +256,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         stage="pre-deploy",
         family="backup",
         severity="blocking",
-        description="The newest backup restores into a scratch database and answers the sanity queries within the "
-        "recovery time objective.",
+        description="The newest backup restores into a scratch database and answers the sanity queries within the recovery time objective.",
         fault="backup-empty",
     ),
     CheckSpec(
@@ -387,8 +386,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         stage="post-deploy",
         family="consistency",
         severity="blocking",
-        description="A write through the API is visible on every read endpoint and replica the target lists within the "
-        "convergence window.",
+        description="A write through the API is visible on every read endpoint and replica the target lists within the convergence window.",
         fault="stale-read",
     ),
     CheckSpec(

@@ -11,12 +11,9 @@ by their own budget, clamped to what is left of the run's deadline.
 
 from __future__ import annotations
 
-import json
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 
@@ -24,10 +21,10 @@ from releasegate._exceptions import ProbeError
 from releasegate.config import Gates, Identity, LoadedTarget, SyncSettings
 from releasegate.plugin import CheckRecorder, gate_run
 from releasegate.probes import sync as sync_probe
-from releasegate.probes.api import token_allowed
-from releasegate.probes.http import HttpSettings, ssl_context
+from releasegate.probes.http import HttpSettings
+from releasegate.probes.sync_room import Room, prepare_room
 from releasegate.results import Finding
-from releasegate.scenarios import ScenarioSuite, jsonpath, runner, template
+from releasegate.scenarios import ScenarioSuite, jsonpath, runner
 
 T = TypeVar("T")
 
@@ -50,46 +47,20 @@ def _members(check: CheckRecorder, target: LoadedTarget, identities: Sequence[Id
     return members
 
 
-@dataclass(frozen=True)
-class _Conversation:
-    """A conversation ready to join: its WebSocket URL and how to compose each action's frame."""
-
-    url: str
-    compose: sync_probe.Compose
-    options: sync_probe.WsOptions
-
-
 async def _prepare(
     target: LoadedTarget, suite: ScenarioSuite, ctx: runner.RunContext, policy: Gates, settings: SyncSettings, setup_s: float
-) -> _Conversation:
-    """Run the setup driver, render the URL and action templates; ProbeError when any of it fails."""
-    try:
-        # The driver's own deadline: it stops itself and keeps its evidence, not cut by the backstop.
-        outputs = await runner.run_driver(suite, settings.setup, ctx, {}, deadline_s=setup_s)
-    except ValueError as exc:  # the driver declares inputs this check cannot give
-        raise ProbeError(f"could not set up the conversation: {exc}") from None
-    variables = runner.builtin_variables(ctx) | outputs
-    try:
-        url = template.render(settings.url, variables)
-    except (template.UndefinedVariable, template.TemplateSyntaxError) as exc:
-        raise ProbeError(f"sync.url: {exc} (neither the target nor driver {settings.setup}'s outputs define it)") from None
-    if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
-        raise ProbeError(f"sync.url renders to {str(url)[:120]!r}, not a ws:// or wss:// URL")
-    refused = token_allowed(url, ctx.base_url, ctx.ws_url, explicit=False)
-    if refused is not None:
-        raise ProbeError(f"sync.url: {refused}")
-
-    def compose(kind: str, marker: str) -> str:
-        value: Any = template.render(settings.actions[kind], {**variables, "nonce": marker})
-        return value if isinstance(value, str) else json.dumps(value)
-
-    problem = sync_probe.composer_problem(compose, settings.actions)
-    if problem is not None:
-        raise ProbeError(problem)
-    verify = ctx.http.verify
-    context = verify if isinstance(verify, ssl.SSLContext) else ssl_context(target.ca_bundle)
-    options = sync_probe.WsOptions(timeout_s=policy.probe.timeout_s, max_frame_bytes=policy.probe.max_body_bytes, ssl=context)
-    return _Conversation(url, compose, options)
+) -> Room:
+    """The target's room with every action composed; ProbeError (or DriverFailed) when it cannot be prepared."""
+    return await prepare_room(
+        suite,
+        settings,
+        ctx,
+        setup_s=setup_s,
+        actions=list(settings.actions),
+        ca_bundle=target.ca_bundle,
+        timeout_s=policy.probe.timeout_s,
+        max_frame_bytes=policy.probe.max_body_bytes,
+    )
 
 
 def _seq_reader(settings: SyncSettings) -> sync_probe.SeqOf | None:

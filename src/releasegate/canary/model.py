@@ -102,7 +102,11 @@ def merge(first: MetricSamples, second: MetricSamples) -> MetricSamples:
         raise TypeError("sides of different kinds")
 
     return MetricSamples(
-        first.name, first.kind, side(first.baseline, second.baseline), side(first.canary, second.canary), first.problems + second.problems
+        first.name,
+        first.kind,
+        side(first.baseline, second.baseline),
+        side(first.canary, second.canary),
+        tuple(dict.fromkeys(first.problems + second.problems)),  # the same problem each interval: once
     )
 
 

@@ -1,22 +1,30 @@
-"""Prometheus instant queries for the SLO checks: one bounded GET, one number, or "could not measure".
+"""Prometheus queries: one bounded GET, one number (instant) or one series (range), or "could not measure".
 
-The PromQL lives in gates.yaml (``thresholds.slo.prometheus``) with ``$selector`` and ``$window``
-placeholders; :func:`render` fills them in. :func:`parse_instant` is pure: it turns the HTTP API's
-standard answer (``{"status": "success", "data": {"resultType": "vector", "result": [...]}}``) into
-one finite number, and raises :class:`~releasegate.ProbeError` for everything else: an error
-status, an empty result (no series matched: the selector is wrong or there was no traffic), more
-than one series (the query must aggregate), NaN (0/0: no traffic in the window) or an infinity
-(a histogram quantile beyond the last finite bucket). Never a silent zero.
+The PromQL lives in gates.yaml (``thresholds.slo.prometheus``, ``canary.metrics``) with
+``$selector``, ``$window``, ``$step`` and ``$interval`` placeholders; :func:`render` fills them in
+(:func:`duration` writes seconds the way PromQL wants them). :func:`parse_instant` is pure: it
+turns the HTTP API's standard answer (``{"status": "success", "data": {"resultType": "vector",
+"result": [...]}}``) into one finite number, and raises :class:`~releasegate.ProbeError` for
+everything else: an error status, an empty result (no series matched: the selector is wrong or
+there was no traffic; unless the caller says what an empty result means, e.g. a count of 5xx
+answers of which there were none), more than one series (the query must aggregate), NaN (0/0: no
+traffic in the window) or an infinity (a histogram quantile beyond the last finite bucket).
+Never a silent zero.
 
-:func:`read` never raises: the checks judge a :class:`PromReading`, whose ``value`` is None when
-the query could not be measured and ``problem`` says why.
+:func:`parse_range` is the same for a range query (``/api/v1/query_range``, resultType
+``matrix``): the values of its one series in time order. There NaN and infinities are kept, one
+per point: a step without traffic (0/0) says nothing about the steps around it, so the caller
+drops and counts such points rather than losing the whole range.
+
+:func:`read` and :func:`read_range` never raise: the checks judge a :class:`PromReading` or a
+:class:`PromRange`, whose ``problem`` says why nothing could be measured.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from string import Template
 from typing import Any
 from urllib.parse import urlencode
@@ -44,22 +52,110 @@ class PromReading:
         return record
 
 
-def render(query: str, *, selector: str, window: str) -> str:
-    """``query`` with ``$selector`` and ``$window`` filled in; other ``$`` text is left alone."""
-    return Template(query).safe_substitute(selector=selector, window=window)
+@dataclass(frozen=True)
+class PromRange:
+    """One range query and its answer: the values of its one series, or ``problem`` saying why there are none.
+
+    ``values`` are in time order, one per step that had a point, NaN and infinities included
+    (a step without traffic is 0/0): the caller decides what a point worth judging is.
+    """
+
+    url: str  # the Prometheus server (no query string)
+    query: str
+    start: float  # seconds since the epoch
+    end: float
+    step_s: float
+    values: tuple[float, ...] = ()
+    problem: str | None = None
+
+    def evidence(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "prometheus": self.url,
+            "query": self.query,
+            "start": self.start,
+            "end": self.end,
+            "step_s": self.step_s,
+            "points": len(self.values),
+        }
+        if self.problem is not None:
+            record["problem"] = self.problem
+        return record
 
 
-def query_url(server: str, query: str) -> str:
-    return f"{server.rstrip('/')}/api/v1/query?{urlencode({'query': query})}"
+def render(query: str, *, selector: str, window: str | None = None, step: str | None = None, interval: str | None = None) -> str:
+    """``query`` with ``$selector`` (and ``$window``, ``$step``, ``$interval`` when given) filled in; other ``$`` text is left alone."""
+    given = {"window": window, "step": step, "interval": interval}
+    return Template(query).safe_substitute(selector=selector, **{name: value for name, value in given.items() if value is not None})
 
 
-def parse_instant(status: int, body: bytes, *, truncated: bool = False) -> float:
-    """The single finite value of an instant query's answer; ProbeError when there is none."""
+def duration(seconds: float) -> str:
+    """``seconds`` as a PromQL duration: whole seconds as "5s", anything finer in milliseconds ("2500ms")."""
+    millis = round(seconds * 1000)
+    if millis <= 0:
+        raise ValueError(f"a PromQL duration must be at least 1 ms, got {seconds!r} s")
+    return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
+
+
+def query_url(server: str, query: str, *, at: float | None = None) -> str:
+    """The instant query's URL; ``at`` (seconds since the epoch) is the evaluation time (default: now)."""
+    params = {"query": query} | ({} if at is None else {"time": f"{at:.3f}"})
+    return f"{server.rstrip('/')}/api/v1/query?{urlencode(params)}"
+
+
+def range_query_url(server: str, query: str, *, start: float, end: float, step_s: float) -> str:
+    params = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step_s:g}"}
+    return f"{server.rstrip('/')}/api/v1/query_range?{urlencode(params)}"
+
+
+def parse_instant(status: int, body: bytes, *, truncated: bool = False, empty: float | None = None) -> float:
+    """The single finite value of an instant query's answer; ProbeError when there is none.
+
+    ``empty``: the value an empty result stands for (e.g. 0 for a count of 5xx answers, whose
+    series does not exist until the first one); None: an empty result is a ProbeError.
+    """
+    kind, result = _data(status, body, truncated=truncated, instant=True)
+    if kind == "scalar":
+        return _finite(result)
+    if kind != "vector" or not isinstance(result, list):
+        raise ProbeError(f"expected an instant vector or a scalar, got {kind!r}: use an instant query that aggregates to one number")
+    if not result:
+        if empty is not None:
+            return empty
+        raise ProbeError("no series matched (empty result): check the selector, and that the service had traffic in the window")
+    _one_series(result)
+    entry = result[0]
+    return _finite(entry.get("value") if isinstance(entry, dict) else None)
+
+
+def parse_range(status: int, body: bytes, *, truncated: bool = False) -> tuple[float, ...]:
+    """The values of a range query's one series, in time order (NaN and infinities kept); ProbeError when there is no series."""
+    kind, result = _data(status, body, truncated=truncated, instant=False)
+    if kind != "matrix" or not isinstance(result, list):
+        raise ProbeError(f"expected a range vector (matrix), got {kind!r}: use a query that yields one series over time")
+    if not result:
+        raise ProbeError("no series matched (empty result): check the selector, and that the service had traffic in the range")
+    _one_series(result)
+    entry = result[0]
+    points = entry.get("values") if isinstance(entry, dict) else None
+    if not isinstance(points, list):
+        raise ProbeError("the series has no values list")
+    values: list[tuple[float, float]] = []
+    for point in points:
+        if not isinstance(point, list) or len(point) != 2 or not isinstance(point[0], (int, float)):
+            raise ProbeError(f'malformed point {str(point)[:80]!r} (expected [timestamp, "value"])')
+        values.append((float(point[0]), _number(point)))
+    # Prometheus answers in time order; sorting costs nothing and does not trust it to.
+    return tuple(value for _, value in sorted(values, key=lambda pair: pair[0]))
+
+
+def _data(status: int, body: bytes, *, truncated: bool, instant: bool) -> tuple[Any, Any]:
+    """(resultType, result) of a successful API answer; ProbeError for everything else."""
     if truncated:
-        raise ProbeError(f"the answer was cut at {len(body)} bytes: the query returns far more than one series")
+        what = "far more than one series" if instant else "far more points or series than the range needs"
+        raise ProbeError(f"the answer was cut at {len(body)} bytes: the query returns {what}")
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         excerpt = body[:120].decode("utf-8", errors="replace")
         raise ProbeError(f"HTTP {status}, not a Prometheus API answer (not JSON): {excerpt!r}") from None
     if not isinstance(document, dict):
@@ -71,28 +167,28 @@ def parse_instant(status: int, body: bytes, *, truncated: bool = False) -> float
     data = document.get("data")
     if not isinstance(data, dict):
         raise ProbeError("the answer has no data object")
-    kind, result = data.get("resultType"), data.get("result")
-    if kind == "scalar":
-        return _finite(result)
-    if kind != "vector" or not isinstance(result, list):
-        raise ProbeError(f"expected an instant vector or a scalar, got {kind!r}: use an instant query that aggregates to one number")
-    if not result:
-        raise ProbeError("no series matched (empty result): check prometheus.selector, and that the service had traffic in the window")
+    return data.get("resultType"), data.get("result")
+
+
+def _one_series(result: list[Any]) -> None:
     if len(result) > 1:
         labels = [entry.get("metric") for entry in result[:3] if isinstance(entry, dict)]
         raise ProbeError(f"{len(result)} series instead of one (e.g. {labels}): aggregate the query, e.g. with sum(...)")
-    entry = result[0]
-    return _finite(entry.get("value") if isinstance(entry, dict) else None)
+
+
+def _number(sample: Any) -> float:
+    """The value of a ``[timestamp, "value"]`` pair (NaN and infinities included)."""
+    if not isinstance(sample, list) or len(sample) != 2 or not isinstance(sample[1], str):
+        raise ProbeError(f'malformed sample {str(sample)[:80]!r} (expected [timestamp, "value"])')
+    try:
+        return float(sample[1])
+    except ValueError:
+        raise ProbeError(f"sample value {sample[1][:40]!r} is not a number") from None
 
 
 def _finite(sample: Any) -> float:
     """The value of a ``[timestamp, "value"]`` pair, refusing NaN and infinities."""
-    if not isinstance(sample, list) or len(sample) != 2 or not isinstance(sample[1], str):
-        raise ProbeError(f'malformed sample {str(sample)[:80]!r} (expected [timestamp, "value"])')
-    try:
-        value = float(sample[1])
-    except ValueError:
-        raise ProbeError(f"sample value {sample[1][:40]!r} is not a number") from None
+    value = _number(sample)
     if math.isnan(value):
         raise ProbeError("the query evaluated to NaN (typically 0/0: no requests in the window)")
     if math.isinf(value):
@@ -100,15 +196,35 @@ def _finite(sample: Any) -> float:
     return value
 
 
-def read(server: str, query: str, settings: HttpSettings) -> PromReading:
+def read(server: str, query: str, settings: HttpSettings, *, at: float | None = None, empty: float | None = None) -> PromReading:
     """Run one instant query against ``server`` within ``settings.timeout_s``; never raises.
 
-    ``settings.headers`` are sent as they are: pass settings without the target's token
-    (Prometheus is another service; the deployment's bearer token has no business there).
+    ``at``: evaluation time (seconds since the epoch; default now); ``empty``: see
+    :func:`parse_instant`. ``settings.headers`` are sent as they are: pass settings without the
+    target's token (Prometheus is another service; the deployment's bearer token has no business there).
     """
     try:
-        answer = get(query_url(server, query), settings)
-        value = parse_instant(answer.status, answer.body, truncated=answer.truncated)
+        answer = get(query_url(server, query, at=at), settings)
+        value = parse_instant(answer.status, answer.body, truncated=answer.truncated, empty=empty)
     except ProbeError as exc:
         return PromReading(url=server, query=query, value=None, problem=str(exc))
     return PromReading(url=server, query=query, value=value)
+
+
+def read_range(server: str, query: str, settings: HttpSettings, *, start: float, end: float, step_s: float) -> PromRange:
+    """Run one range query (``start``..``end``, seconds since the epoch, every ``step_s``) within ``settings.timeout_s``; never raises.
+
+    Bounded like :func:`read`: one GET, ``settings.max_body_bytes`` of answer at most (a cut
+    answer is a problem, never a shorter series). Settings without the target's token, as for :func:`read`.
+    """
+    asked = PromRange(url=server, query=query, start=start, end=end, step_s=step_s)
+    if not (math.isfinite(start) and math.isfinite(end) and end >= start):
+        return replace(asked, problem=f"the range ends before it starts ({start:.3f} .. {end:.3f})")
+    if not (math.isfinite(step_s) and step_s > 0):
+        return replace(asked, problem=f"the step must be a positive number of seconds, got {step_s!r}")
+    try:
+        answer = get(range_query_url(server, query, start=start, end=end, step_s=step_s), settings)
+        values = parse_range(answer.status, answer.body, truncated=answer.truncated)
+    except ProbeError as exc:
+        return replace(asked, problem=str(exc))
+    return replace(asked, values=values)

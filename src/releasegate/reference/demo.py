@@ -17,8 +17,8 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -59,6 +59,32 @@ load:
   thresholds: {http_p95_ms: "<200", fail_ratio: "<0.01", sync_p95_ms: "<250"}
   min_requests: 30
 """
+
+
+# `releasegate demo --canary`: the demo policy plus a fast canary (4 looks of 2.5 s). Two healthy
+# instances on one machine differ by noise (one may be a little busier at times: on a loaded
+# 2-core host a 2 ms sync round trip on one side was 3 ms on the other, ratio 1.46), so latencies
+# may be 20 % or 25 ms apart before they can fail; slow-api (+300 ms) and slow-sync (+400 ms) are far
+# beyond that, error-burst's 30 % of 500s against none is beyond any allowed ratio. min_samples is
+# what one interval collects (the target's requests_per_interval and sync_round_trips), so the
+# first look can already roll back; a healthy canary passes the error metric only at the last look
+# (no errors on either side can never show a ratio bounded within 1.5 earlier).
+CANARY_POLICY = """\
+canary:
+  interval_s: 2.5
+  max_intervals: 4
+  metrics:
+    - {name: http_latency, kind: latency, probe: http_latency, allowed_increase: 1.2, allowed_increase_ms: 25,
+       critical: true, weight: 40, min_samples: 40}
+    - {name: http_errors, kind: rate, probe: http_errors, allowed_increase: 1.5, critical: true, weight: 40, min_samples: 40}
+    - {name: sync_latency, kind: latency, probe: sync_latency, allowed_increase: 1.2, allowed_increase_ms: 25,
+       critical: true, weight: 20, min_samples: 20}
+"""
+CANARY_GATES = DEMO_GATES + CANARY_POLICY
+# Per side per interval, under the reference's rate limits (per instance: 20 requests/s per user,
+# 30 per IP; 50 WebSocket messages/s): 40 GETs in 2.5 s is 16/s, 20 round trips 8 messages/s.
+CANARY_REQUESTS_PER_INTERVAL = 40
+CANARY_SYNC_ROUND_TRIPS = 20
 
 
 @dataclass(frozen=True)
@@ -158,6 +184,16 @@ class RunningServiceLike(Protocol):
     ca_path: Path
 
 
+@dataclass
+class _Endpoints:
+    """A service's URLs with another trust anchor file (the canary pair's CA bundle)."""
+
+    base_url: str
+    http_url: str
+    ws_url: str
+    ca_path: Path
+
+
 def login(base_url: str, ca_path: Path, username: str, password: str, *, timeout_s: float = 10.0, verify: bool = True) -> str:
     """A fresh bearer token from the service's own login endpoint.
 
@@ -193,6 +229,32 @@ def expired_token(settings: ServiceSettings, username: str) -> str:
     return str(jwt.encode(claims, settings.jwt_secret, algorithm="HS256"))
 
 
+def _export_secrets(settings: ServiceSettings, base_url: str, ca_path: Path, folder: Path, *, verify: bool) -> tuple[Path, Path]:
+    """Log both users in, put every secret the target names in this process's environment and in
+    0600 files in ``folder``; returns (token file, demo.env). The caller restores the environment."""
+    (username, password), (second_user, second_password) = settings.users[0], settings.users[1]
+    token = login(base_url, ca_path, username, password, verify=verify)
+    os.environ[TOKEN_ENV] = token
+    os.environ[SECOND_TOKEN_ENV] = login(base_url, ca_path, second_user, second_password, verify=verify)
+    os.environ[USER_ENV], os.environ[PASSWORD_ENV] = username, password
+    os.environ[EXPIRED_TOKEN_ENV] = expired_token(settings, username)
+    token_path = folder / "token"
+    token_path.touch(mode=0o600)
+    token_path.write_text(token + "\n", encoding="utf-8")
+    env_path = folder / "demo.env"
+    env_path.touch(mode=0o600)
+    env_path.write_text("".join(f"export {name}={shlex.quote(os.environ[name])}\n" for name in DEMO_ENVS), encoding="utf-8")
+    return token_path, env_path
+
+
+def _restore(previous: dict[str, str | None]) -> None:
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @contextmanager
 def running(faults: Sequence[str] = (), *, data_dir: Path | None = None) -> Iterator[DemoDeployment]:
     """Start the reference deployment with ``faults``; yield its target; stop and clean up.
@@ -209,21 +271,10 @@ def running(faults: Sequence[str] = (), *, data_dir: Path | None = None) -> Iter
     previous = {name: os.environ.get(name) for name in DEMO_ENVS}
     try:
         with server.start(settings) as service:
-            (username, password), (second_user, second_password) = settings.users[0], settings.users[1]
             verify = not any(name.startswith("cert-") for name in settings.faults)
-            token = login(service.base_url, service.ca_path, username, password, verify=verify)
-            os.environ[TOKEN_ENV] = token
-            os.environ[SECOND_TOKEN_ENV] = login(service.base_url, service.ca_path, second_user, second_password, verify=verify)
-            os.environ[USER_ENV], os.environ[PASSWORD_ENV] = username, password
-            os.environ[EXPIRED_TOKEN_ENV] = expired_token(settings, username)
+            token_path, env_path = _export_secrets(settings, service.base_url, service.ca_path, folder, verify=verify)
             # The store is open and migrated once the service answers: back it up as a backup job would.
             write_demo_backup(folder / "service.db", folder / BACKUP_FOLDER, settings.faults)
-            token_path = folder / "token"
-            token_path.touch(mode=0o600)
-            token_path.write_text(token + "\n", encoding="utf-8")
-            env_path = folder / "demo.env"
-            env_path.touch(mode=0o600)
-            env_path.write_text("".join(f"export {name}={shlex.quote(os.environ[name])}\n" for name in DEMO_ENVS), encoding="utf-8")
             target_path = folder / "target.yaml"
             text = target_text(service, settings, expected_release=DEFAULT_RELEASE, scenarios=_suite_scenarios())
             target_path.write_text(text, encoding="utf-8")
@@ -231,10 +282,59 @@ def running(faults: Sequence[str] = (), *, data_dir: Path | None = None) -> Iter
             gates_path.write_text(DEMO_GATES, encoding="utf-8")
             yield DemoDeployment(target_path=target_path, gates_path=gates_path, token_path=token_path, env_path=env_path, data_dir=folder)
     finally:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _restore(previous)
+        if owned:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def canary_section(baseline: RunningServiceLike, canary: RunningServiceLike) -> str:
+    """The target's canary section for a baseline and a canary reference service."""
+    return f"""\
+canary:
+  baseline_url: {baseline.base_url}
+  canary_url: {canary.base_url}
+  baseline_ws_url: {baseline.ws_url}
+  canary_ws_url: {canary.ws_url}
+  paths: [/api/v1/me, /api/v1/conversations]
+  requests_per_interval: {CANARY_REQUESTS_PER_INTERVAL}
+  sync_round_trips: {CANARY_SYNC_ROUND_TRIPS}
+"""
+
+
+@contextmanager
+def running_canary(faults: Sequence[str] = (), *, data_dir: Path | None = None) -> Iterator[DemoDeployment]:
+    """Start a healthy baseline and a canary with ``faults``; yield the canary's target; stop both and clean up.
+
+    Both instances share one JWT secret and the same users, so the tokens (issued by the
+    baseline, which never has a fault) work on both; the target trusts one CA bundle holding
+    both instances' CAs. The target is what :func:`running` writes for the canary instance
+    (base_url = the canary) plus a ``canary:`` section naming both sides; the gates file is the
+    demo policy with a fast canary (:data:`CANARY_GATES`). Environment as :func:`running`.
+    """
+    from releasegate.reference import server
+
+    owned = data_dir is None
+    folder = Path(tempfile.mkdtemp(prefix="releasegate-canary-demo-")) if data_dir is None else data_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    baseline_settings = ServiceSettings(data_dir=folder / "baseline")
+    # replace() keeps every other field, the generated jwt_secret included: one token, both sides.
+    canary_settings = replace(baseline_settings, data_dir=folder / "canary", faults=frozenset(faults))
+    previous = {name: os.environ.get(name) for name in DEMO_ENVS}
+    try:
+        with ExitStack() as stack:
+            baseline = stack.enter_context(server.start(baseline_settings))
+            canary = stack.enter_context(server.start(canary_settings))
+            bundle = folder / "ca-bundle.pem"
+            bundle.write_text(baseline.ca_path.read_text(encoding="utf-8") + canary.ca_path.read_text(encoding="utf-8"), encoding="utf-8")
+            token_path, env_path = _export_secrets(baseline_settings, baseline.base_url, baseline.ca_path, folder, verify=True)
+            sides = _Endpoints(canary.base_url, canary.http_url, canary.ws_url, bundle)
+            text = target_text(sides, canary_settings, expected_release=DEFAULT_RELEASE, scenarios=_suite_scenarios())
+            target_path = folder / "target.yaml"
+            target_path.write_text(text + canary_section(baseline, canary), encoding="utf-8")
+            gates_path = folder / "gates.yaml"
+            gates_path.write_text(CANARY_GATES, encoding="utf-8")
+            yield DemoDeployment(target_path=target_path, gates_path=gates_path, token_path=token_path, env_path=env_path, data_dir=folder)
+    finally:
+        _restore(previous)
         if owned:
             shutil.rmtree(folder, ignore_errors=True)

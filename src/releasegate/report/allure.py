@@ -8,6 +8,7 @@ not installed, or no ``--alluredir`` was given, every call here is a no-op.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,3 +39,15 @@ def attach_evidence(name: str, payload: dict[str, Any]) -> None:
     if allure is None:
         return
     allure.attach(json.dumps(payload, indent=2, default=str), name=name, attachment_type=allure.attachment_type.JSON)
+
+
+# Attachment types by file suffix; anything else goes as plain text.
+_TYPES = {".png": "PNG", ".json": "JSON", ".html": "HTML", ".csv": "CSV", ".txt": "TEXT"}
+
+
+def attach_file(path: Path, name: str) -> None:
+    """Attach a file (by path) to the running test's Allure result, typed by its suffix."""
+    if allure is None:
+        return
+    kind = _TYPES.get(path.suffix.lower(), "TEXT")
+    allure.attach.file(str(path), name=name, attachment_type=getattr(allure.attachment_type, kind))

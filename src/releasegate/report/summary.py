@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Any
 
 from releasegate.decision import Judgement
+from releasegate.report.canary import canary_blocks
 from releasegate.report.verdict import RunFacts, iso
 from releasegate.results import CheckResult
 
@@ -33,6 +34,8 @@ def render_summary(facts: RunFacts, judgement: Judgement) -> str:
         "### Reasons",
         *[f"- {_inline(reason)}" for reason in judgement.reasons],
     ]
+    # The canary judge's deciding look, whatever its outcome: a promote needs its figures too.
+    blocks += canary_blocks(judgement.results)
     not_passing = [r for r in judgement.results if r.outcome not in ("passed",)]
     if not_passing:
         blocks += [
