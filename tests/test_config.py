@@ -700,6 +700,29 @@ def test_credentials_in_a_prometheus_url_are_refused_and_never_echoed(tmp_path: 
     assert "hunter2" not in str(problem)
 
 
+@pytest.mark.parametrize(
+    "hosts",
+    [
+        "['ssh://deploy:hunter2-long-secret@api-2.internal']",
+        "['deploy:hunter2-long-secret@api-2.internal']",  # no scheme: refused for that, still not shown
+        "['local://', 'api-3', 'ssh://deploy:hunter2-long-secret@api-2.internal']",  # another spec's problem
+    ],
+)
+def test_a_password_in_a_host_spec_is_refused_and_never_echoed(tmp_path: Path, hosts: str) -> None:
+    problem = only(target_problems(write(tmp_path, "t.yaml", f"name: x\nbase_url: https://a.test\nhosts: {hosts}\n")))
+
+    assert problem.key == "hosts"
+    assert "hunter2" not in str(problem)
+    assert "deploy:***@api-2.internal" in str(problem) or "must not carry a password" in str(problem)
+
+
+def test_a_host_backend_whose_library_is_missing_is_refused_when_the_target_loads(tmp_path: Path) -> None:
+    problem = only(target_problems(write(tmp_path, "t.yaml", "name: x\nbase_url: https://a.test\nhosts: ['paramiko://app1']\n")))
+
+    assert problem.key == "hosts"
+    assert "paramiko:// is not supported here" in problem.message and "ssh" in problem.message
+
+
 # --------------------------------------------------------------------------- the canary sections
 
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from releasegate import registry
 from releasegate._exceptions import ConfigError, Problem
 from releasegate._yaml import LineIndex, YamlPath, dotted, load_yaml
-from releasegate.redact import MIN_SECRET_LENGTH
+from releasegate.redact import MIN_SECRET_LENGTH, mask_userinfo_passwords
 from releasegate.results import Severity
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -34,6 +34,11 @@ class _Strict(BaseModel):
 
 
 # --------------------------------------------------------------------------- shared field checks
+
+
+# pytest-testinfra backends that need nothing beyond the harness's own packages and the host's
+# command-line client (ssh, docker, podman, kubectl, oc, lxc).
+HOST_BACKENDS = ("local", "ssh", "safe-ssh", "docker", "podman", "kubectl", "openshift", "lxc", "lxd", "chroot")
 
 
 def _http_url(value: str) -> str:
@@ -479,13 +484,18 @@ class Target(_Strict):
     @classmethod
     def _host_specs(cls, value: list[str]) -> list[str]:
         for spec in value:
+            shown = mask_userinfo_passwords(spec)
             if "://" not in spec:
                 # testinfra reads a bare name as paramiko://, which is not installed.
-                raise ValueError(f"{spec!r} needs a scheme: local://, ssh://user@host, docker://name, kubectl://pod?namespace=x")
+                raise ValueError(f"{shown!r} needs a scheme: local://, ssh://user@host, docker://name, kubectl://pod?namespace=x")
+            scheme = spec.split("://", 1)[0]
+            if scheme not in HOST_BACKENDS:
+                # testinfra knows more (paramiko, ansible, salt, winrm): their libraries are not installed.
+                raise ValueError(f"{shown!r}: backend {scheme}:// is not supported here; use one of {', '.join(HOST_BACKENDS)}")
             netloc = urlsplit(spec).netloc
             if "@" in netloc and ":" in netloc.rsplit("@", 1)[0]:
                 # testinfra would put it on sshpass's command line, visible to every process.
-                raise ValueError(f"{spec.split('://', 1)[0]}:// spec must not carry a password (user:password@host): use an SSH key")
+                raise ValueError(f"{scheme}:// spec must not carry a password (user:password@host): use an SSH key")
         return value
 
     @field_validator("base_url", "http_url")
@@ -1129,6 +1139,30 @@ def target_problems(data: Any, lines: LineIndex, shown: str, *, folder: Path) ->
                         f"export {env}=... before running the gate",
                     )
                 )
+    backups = data.get("backups")
+    for index, source in enumerate(backups if isinstance(backups, list) else []):
+        server = source.get("restore_server") if isinstance(source, dict) else None
+        env = server.get("password_env") if isinstance(server, dict) else None
+        if isinstance(env, str) and _is_env_name(env):
+            password = os.environ.get(env)
+            if password and len(password) >= MIN_SECRET_LENGTH:
+                continue
+            # Short values are not redacted (they would match ordinary words): refuse, never print.
+            message = (
+                f"environment variable {env} is not set or empty"
+                if not password
+                else f"the password in {env} is shorter than {MIN_SECRET_LENGTH} characters and could not be redacted from reports"
+            )
+            where = ("backups", index, "restore_server", "password_env")
+            problems.append(
+                Problem(
+                    shown,
+                    lines.line(where),
+                    dotted(where),
+                    message,
+                    f"export {env}=<the restore user's password> before running the gate, or drop password_env for peer or trust auth",
+                )
+            )
     return problems
 
 
@@ -1337,7 +1371,8 @@ def _fix_for(kind: str, ctx: dict[str, Any], message: str) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    # Masked before it is cut: a cut could leave "user:passw" without the @ that marks it.
+    text = mask_userinfo_passwords(repr(value))
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -25,6 +25,14 @@ MIN_SECRET_LENGTH = 6
 # too specific to occur in ordinary text, and fewer leak too little to matter.
 FRAGMENT_LENGTH = 8
 
+# user:password@ written into a URL or host spec (ssh://deploy:pw@app1, https://u:p@prom:9090).
+_USERINFO_PASSWORD = re.compile(r"(?P<user>(?:^|(?<=[\s'\"\[(,=/]))[^\s:/@'\"\[\](),=]+):[^\s@/'\"]+@")
+
+
+def mask_userinfo_passwords(text: str) -> str:
+    """``text`` with every password written into a URL's user info (``user:password@host``) shown as ``***``."""
+    return _USERINFO_PASSWORD.sub(lambda m: f"{m['user']}:***@", text)
+
 
 class Redactor:
     def __init__(self, secrets: Iterable[tuple[str, str]] = ()) -> None:

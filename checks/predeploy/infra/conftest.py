@@ -2,12 +2,15 @@
 
 A check that takes ``host_session`` runs once per entry of the target's ``hosts`` (the item id
 is the host spec, with any password masked). Without ``hosts`` it runs once and skips, naming
-the key; without an ``infra`` section likewise. The sessions live for the whole run, so the
-seven host checks share one connection per host, and a host found unreachable is reported as
-such by every check on it without being waited for again.
+the key. A check that reads the target's ``infra`` section (the ``infra`` fixture) skips without
+one; sysctl and time sync read only the policy and the host, so they run on every host. The
+sessions live for the whole run, so the seven host checks share one connection per host, and a
+host found unreachable is reported as such by every check on it without being waited for again.
 
-Not named ``host``: pytest-testinfra's plugin (loaded by its entry point) owns a ``host``
-fixture parametrized by its own ``--hosts`` option, not by the target.
+Not named ``host``: pytest-testinfra's plugin owns a ``host`` fixture parametrized by its own
+``--hosts`` option, not by the target. The gate suite turns that plugin off (checks/pytest.ini:
+``-p no:pytest11.testinfra``, so its options cannot clash with a user's); the ``host`` fixture
+below makes a check that asks for it anyway fail loudly instead of judging this machine.
 """
 
 from __future__ import annotations
@@ -83,6 +86,6 @@ def host_sessions(request: pytest.FixtureRequest) -> Iterator[HostSessions]:
 
 
 @pytest.fixture
-def host_session(host_spec: str, infra: InfraTargetSettings, host_sessions: HostSessions) -> HostSession:
+def host_session(host_spec: str, host_sessions: HostSessions) -> HostSession:
     """The bounded testinfra session of this item's host."""
     return host_sessions.get(host_spec)

@@ -3,7 +3,7 @@
 Each check reads the host through its bounded testinfra session (conftest.py) and hands plain
 data to a judge in releasegate.probes.hosts. A host that cannot be reached is ``error`` for
 every check on it, with the cause; a key the check needs that the target does not name skips
-it, naming the key.
+it, naming the key (sysctl and time sync need no target key: they run on every host).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def test_nofile(check: CheckRecorder, infra: InfraTargetSettings, host_session: 
 
 
 @pytest.mark.check("infra.host.sysctl")
-def test_sysctl(check: CheckRecorder, infra: InfraTargetSettings, host_session: HostSession, policy: Gates) -> None:
+def test_sysctl(check: CheckRecorder, host_session: HostSession, policy: Gates) -> None:
     conditions = policy.thresholds.infra.sysctl or pytest.skip("the policy names no kernel settings (key: thresholds.infra.sysctl)")
     readings = check.measure(lambda: hosts.observe_sysctl(host_session, list(conditions)))
     check.conclude(hosts.judge_sysctl(host_session.label, readings, conditions))
@@ -69,6 +69,6 @@ def test_cert_files(check: CheckRecorder, infra: InfraTargetSettings, host_sessi
 
 
 @pytest.mark.check("infra.host.time_sync")
-def test_time_sync(check: CheckRecorder, infra: InfraTargetSettings, host_session: HostSession) -> None:
+def test_time_sync(check: CheckRecorder, host_session: HostSession) -> None:
     answers = check.measure(lambda: hosts.observe_time_sync(host_session))
     check.conclude(hosts.judge_time_sync(host_session.label, answers))

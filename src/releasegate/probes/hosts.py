@@ -3,7 +3,7 @@
 Three layers, as elsewhere:
 
 - :class:`HostSession` is the only I/O: one testinfra host (``local://``, ``ssh://user@h``,
-  ``docker://c``, ``kubectl://pod?namespace=x``, ``paramiko://...``) whose every command is
+  ``docker://c``, ``kubectl://pod?namespace=x``; config.HOST_BACKENDS) whose every command is
   bounded in time (``probe.timeout_s``: the client process group is killed, and the command
   also runs under the host's own ``timeout`` so nothing lingers inside a container) and in
   output (``probe.max_body_bytes``). The first command checks that the host answers at all;
@@ -32,9 +32,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from releasegate._exceptions import ProbeError, ProbeTimeout
+from releasegate.redact import mask_userinfo_passwords
 from releasegate.results import Finding
 
 # Backends whose commands go through BaseBackend.run_local (a local client process: sh, ssh,
@@ -77,14 +77,7 @@ class CommandOutput:
 
 def host_label(spec: str) -> str:
     """The host spec as it may be shown: a password written into it (``user:pw@host``) is masked."""
-    parts = urlsplit(spec if "://" in spec else f"paramiko://{spec}")
-    netloc = parts.netloc
-    if "@" in netloc:
-        user, rest = netloc.rsplit("@", 1)
-        if ":" in user:
-            netloc = f"{user.split(':', 1)[0]}:***@{rest}"
-    shown = f"{parts.scheme}://{netloc}{parts.path}"
-    return f"{shown}?{parts.query}" if parts.query else shown
+    return mask_userinfo_passwords(spec if "://" in spec else f"paramiko://{spec}")
 
 
 class HostSession:
