@@ -32,7 +32,7 @@ from real import require_binary
 from releasegate.cli import main
 from releasegate.reference import server
 from releasegate.reference.settings import ServiceSettings
-from slo.prometheus_server import START_ATTEMPTS, PortTaken, RunningPrometheus, _start, _stop, _wait_ready, free_port
+from slo.prometheus_server import RunningPrometheus, start_ready, stop
 
 pytestmark = pytest.mark.real
 
@@ -123,27 +123,14 @@ def prometheus(workdir: Path, reference: server.RunningService, closed_port: int
     path = workdir / "prometheus.yml"
     path.write_text(config(reference, closed_port), encoding="utf-8")
     write_rules(workdir / "rules.yml", RULES)
-    for attempt in range(1, START_ATTEMPTS + 1):
-        port = free_port()
-        running = RunningPrometheus(url=f"http://127.0.0.1:{port}", workdir=workdir)
-        process = _start(binary, path, workdir, port)
-        try:
-            _wait_ready(process, running)
-            break
-        except PortTaken:
-            _stop(process)
-            if attempt == START_ATTEMPTS:
-                raise
-        except BaseException:
-            _stop(process)
-            raise
+    running, process = start_ready(binary, path, workdir)
     live = Prometheus(running, process, workdir / "rules.yml")
     try:
         live.wait_for("both jobs scraped", lambda: live.target_health() == {"reference": "up", "closed": "down"})
         live.wait_for("the alert rules", lambda: live.alert_names() == set(ALERTS))
         yield live
     finally:
-        _stop(process)
+        stop(process)
 
 
 @pytest.fixture(scope="module")

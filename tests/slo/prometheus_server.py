@@ -112,32 +112,42 @@ def render_config(jobs: Sequence[ScrapeJob]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@contextmanager
-def running_prometheus(binary: str, jobs: Sequence[ScrapeJob], workdir: Path) -> Iterator[RunningPrometheus]:
-    """Start Prometheus, wait until it is ready and every job's target is up; always stop it."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    config = workdir / "prometheus.yml"
-    config.write_text(render_config(jobs), encoding="utf-8")
+def start_ready(binary: str, config: Path, workdir: Path) -> tuple[RunningPrometheus, subprocess.Popen[bytes]]:
+    """Start Prometheus on a free loopback port with ``config`` and wait until it is ready.
+
+    A port taken between choosing and binding is retried on another (START_ATTEMPTS). The caller
+    owns the process: end it with :func:`stop`.
+    """
     for attempt in range(1, START_ATTEMPTS + 1):
         port = free_port()
         prometheus = RunningPrometheus(url=f"http://127.0.0.1:{port}", workdir=workdir)
         process = _start(binary, config, workdir, port)
         try:
             _wait_ready(process, prometheus)
-            break
+            return prometheus, process
         except PortTaken:
-            _stop(process)
+            stop(process)
             if attempt == START_ATTEMPTS:
                 raise
         except BaseException:
-            _stop(process)
+            stop(process)
             raise
+    raise AssertionError("unreachable: the last attempt raises")
+
+
+@contextmanager
+def running_prometheus(binary: str, jobs: Sequence[ScrapeJob], workdir: Path) -> Iterator[RunningPrometheus]:
+    """Start Prometheus, wait until it is ready and every job's target is up; always stop it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "prometheus.yml"
+    config.write_text(render_config(jobs), encoding="utf-8")
+    prometheus, process = start_ready(binary, config, workdir)
     try:
         for job in jobs:
             prometheus.wait_until(f'up{{job="{job.job}"}}', lambda v: v == 1, timeout_s=STARTUP_TIMEOUT_S, what=f"target {job.job} up")
         yield prometheus
     finally:
-        _stop(process)
+        stop(process)
 
 
 def _start(binary: str, config: Path, workdir: Path, port: int) -> subprocess.Popen[bytes]:
@@ -171,7 +181,7 @@ def _wait_ready(process: subprocess.Popen[bytes], prometheus: RunningPrometheus)
     raise RuntimeError(f"prometheus was not ready within {STARTUP_TIMEOUT_S} s:\n{prometheus.log()}")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)

@@ -18,13 +18,13 @@ Through the target's Prometheus HTTP API (``prometheus.url``), with bounded GETs
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from releasegate._exceptions import ProbeError
+from releasegate.probes import prometheus
 from releasegate.probes.http import HttpSettings, get
 from releasegate.results import Finding
 
@@ -78,21 +78,8 @@ def rules_url(server: str) -> str:
 
 
 def api_data(status: int, body: bytes, *, truncated: bool) -> Any:
-    """The ``data`` of a Prometheus API answer; ProbeError for anything but ``status: success``."""
-    if truncated:
-        raise ProbeError(f"the answer was cut at {len(body)} bytes: raise probe.max_body_bytes in gates.yaml")
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        excerpt = body[:120].decode("utf-8", errors="replace")
-        raise ProbeError(f"HTTP {status}, not a Prometheus API answer (not JSON): {excerpt!r}") from None
-    if not isinstance(document, dict):
-        raise ProbeError(f"HTTP {status}, not a Prometheus API answer (a JSON {type(document).__name__})")
-    if document.get("status") != "success":
-        kind = document.get("errorType", "unknown")
-        error = str(document.get("error", "no error text"))[:_ERROR_CHARS]
-        raise ProbeError(f"Prometheus refused the request (HTTP {status}, {kind}): {error}")
-    return document.get("data")
+    """The ``data`` of a Prometheus API answer (targets, rules); ProbeError for anything but ``status: success``."""
+    return prometheus.api_data(status, body, truncated=truncated, too_big="raise probe.max_body_bytes in gates.yaml")
 
 
 def parse_targets(status: int, body: bytes, *, truncated: bool = False) -> list[ScrapeTarget]:

@@ -148,11 +148,14 @@ def parse_range(status: int, body: bytes, *, truncated: bool = False) -> tuple[f
     return tuple(value for _, value in sorted(values, key=lambda pair: pair[0]))
 
 
-def _data(status: int, body: bytes, *, truncated: bool, instant: bool) -> tuple[Any, Any]:
-    """(resultType, result) of a successful API answer; ProbeError for everything else."""
+def api_data(status: int, body: bytes, *, truncated: bool, too_big: str, what: str = "request") -> Any:
+    """The ``data`` of a Prometheus HTTP API answer; ProbeError for anything but ``status: success``.
+
+    ``too_big`` says why an answer cut at probe.max_body_bytes was so large (and what to do);
+    ``what`` names what Prometheus refused (the query, the request).
+    """
     if truncated:
-        what = "far more than one series" if instant else "far more points or series than the range needs"
-        raise ProbeError(f"the answer was cut at {len(body)} bytes: the query returns {what}")
+        raise ProbeError(f"the answer was cut at {len(body)} bytes: {too_big}")
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -163,8 +166,14 @@ def _data(status: int, body: bytes, *, truncated: bool, instant: bool) -> tuple[
     if document.get("status") != "success":
         kind = document.get("errorType", "unknown")
         error = str(document.get("error", "no error text"))[:_ERROR_CHARS]
-        raise ProbeError(f"Prometheus refused the query (HTTP {status}, {kind}): {error}")
-    data = document.get("data")
+        raise ProbeError(f"Prometheus refused the {what} (HTTP {status}, {kind}): {error}")
+    return document.get("data")
+
+
+def _data(status: int, body: bytes, *, truncated: bool, instant: bool) -> tuple[Any, Any]:
+    """(resultType, result) of a successful query answer; ProbeError for everything else."""
+    too_big = "the query returns " + ("far more than one series" if instant else "far more points or series than the range needs")
+    data = api_data(status, body, truncated=truncated, too_big=too_big, what="query")
     if not isinstance(data, dict):
         raise ProbeError("the answer has no data object")
     return data.get("resultType"), data.get("result")
