@@ -6,13 +6,15 @@ every usage problem must come out as 3.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
 
-from loopback import healthy_routes, serve
+from loopback import Route, healthy_routes, serve
 from releasegate import cli, registry
 from releasegate.cli import main
 
@@ -362,3 +364,79 @@ def test_run_exit_codes_for_a_suite_of_our_own(
     out = capsys.readouterr().out
     assert code == expected, out
     assert needle in out
+
+
+# --------------------------------------------------------------------------- --deadline (issue 9)
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        pytest.param("0", "0 is not a positive number of seconds", id="zero"),
+        pytest.param("-5", "-5 is not a positive number of seconds", id="negative"),
+        pytest.param("nan", "nan is not a positive number of seconds", id="nan"),
+        pytest.param("inf", "inf is not a positive number of seconds", id="inf"),
+        pytest.param("100000", "over the limit of 86400 s", id="over-a-day"),
+        pytest.param("0.5", "shorter than probe.timeout_s + probe.retry.timeout_s (1 s)", id="shorter-than-a-probe"),
+        pytest.param("soon", "argument --deadline: invalid float value: 'soon'", id="not-a-number"),
+    ],
+)
+def test_a_bad_deadline_exits_3_before_any_request(tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, said: str) -> None:
+    # Given a live target (so a run that started would reach it)
+    gates = write_gates(tmp_path, FAST_GATES)
+    with serve(healthy_routes()) as server:
+        target = tmp_path / "target.yaml"
+        target.write_text(f"name: cli\nbase_url: {server.base_url}\nhealth: {{liveness: /healthz}}\n", encoding="utf-8")
+        argv = ["run", "--stage", "post-deploy", "--target", str(target), "--gates", str(gates), "--report-dir", str(tmp_path / "r")]
+        # When --deadline is not a usable number of seconds
+        code = main([*argv, f"--deadline={value}"])
+    # Then it is a configuration error, said in one line naming the flag, before anything ran
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert said in err and "--deadline" in err
+    assert "Traceback" not in err
+    assert server.requests == []
+    assert not (tmp_path / "r" / "verdict.json").exists()
+
+
+def test_deadline_overrides_gates_yaml_and_ends_the_run_near_it_with_hold(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a policy with a long deadline (and no latency budget) and a target whose every health answer takes 2.5 s
+    gates = write_gates(
+        tmp_path, "deadline_s: 600\nprobe: {timeout_s: 3, retry: {timeout_s: 0}}\nthresholds: {health: {max_latency_ms: null}}\n"
+    )
+    slow = {path: dataclasses.replace(route, delay_s=2.5) for path, route in healthy_routes().items() if isinstance(route, Route)}
+    with serve(dict(slow)) as server:
+        target = tmp_path / "target.yaml"
+        target.write_text(
+            f"name: cli\nbase_url: {server.base_url}\nhealth: {{liveness: /healthz, readiness: /readyz, deep: /health}}\n",
+            encoding="utf-8",
+        )
+        started = time.monotonic()
+        # When the run is given 4 s on the command line
+        code = main(
+            [
+                "run", "--stage", "post-deploy", "--target", str(target), "--gates", str(gates),
+                "--report-dir", str(tmp_path / "r"), "--only", "health.liveness", "health.readiness", "health.deep",
+                "--deadline", "4",
+            ]
+        )  # fmt: skip
+        seconds = time.monotonic() - started
+    # Then the checks that had no time left are errors naming the 4 s deadline (not gates.yaml's 600)
+    captured = capsys.readouterr()
+    assert code == 2, captured.out + captured.err
+    verdict = json.loads((tmp_path / "r" / "verdict.json").read_text(encoding="utf-8"))
+    assert verdict["exit_code"] == 2
+    assert verdict["decision"] == "hold"
+    rows = {row["id"]: row for row in verdict["checks"]}
+    assert rows["health.liveness"]["outcome"] == "passed"
+    assert rows["health.deep"]["outcome"] == "error"
+    assert "the run's deadline of 4 s passed before this check started" in rows["health.deep"]["summary"]
+    # ... and the run ended near the 4 s, far from gates.yaml's deadline
+    assert seconds < 4 + 2.5 + 10
+
+
+def test_deadline_is_passed_on_by_demo_and_load() -> None:
+    # The demo gates each stage through `run` and load is `run --stage load`: the flag must reach them.
+    args = cli.build_parser().parse_args(["demo", "--deadline", "120"])
+    assert cli._deadline_args(args) == ["--deadline", "120.0"]
+    assert cli.build_parser().parse_args(["load", "--profile", "smoke", "--target", "t.yaml", "--deadline", "30"]).deadline == 30.0

@@ -15,7 +15,8 @@ import pytest
 from pydantic import BaseModel
 
 from releasegate._exceptions import ConfigError, Problem
-from releasegate.config import Gates, Target, load_gates, load_target
+from releasegate._yaml import LineIndex
+from releasegate.config import Gates, LoadedGates, ProbeSettings, RetryPolicy, Target, load_gates, load_target, with_deadline
 
 TODAY = date(2026, 6, 1)
 SHIPPED_GATES = Path(__file__).resolve().parents[1] / "gates.yaml"
@@ -815,3 +816,43 @@ def test_a_wrong_canary_target_section_names_the_key(tmp_path: Path, section: st
     problem = only(target_problems(write(tmp_path, "t.yaml", TARGET + section)))
 
     assert problem.key == key, problem
+
+
+def test_a_base_url_with_a_backslash_in_its_host_part_is_refused(tmp_path: Path) -> None:
+    # http://evil.test\\@app.test is app.test to httpx but evil.test to urllib3 (Locust): never accept it.
+    path = tmp_path / "target.yaml"
+    path.write_text('name: t\nbase_url: "http://evil.example.test\\\\@app.example.test"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="backslash"):
+        load_target(path)
+
+
+def test_a_path_the_os_cannot_take_is_a_configuration_error(tmp_path: Path) -> None:
+    # A NUL (or a lone surrogate, from a YAML escape) made resolve() raise ValueError: exit 4 instead of 3.
+    path = tmp_path / "target.yaml"
+    path.write_text('name: t\nbase_url: http://127.0.0.1:9\nscenarios: "a\\0b"\ntls: {ca_bundle: "\\ud800"}\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_target(path)
+    said = {problem.key: problem.message for problem in info.value.problems}
+    assert "NUL" in said["scenarios"] and "Unicode" in said["tls.ca_bundle"]
+
+
+def test_an_unparsable_base_url_with_a_token_is_a_configuration_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The token check read base_url with urlsplit, which raises on "http://[": it crashed the loader.
+    monkeypatch.setenv("RG_CONFIG_TOKEN", "tok-0123456789abcdef")
+    path = tmp_path / "target.yaml"
+    path.write_text("name: t\nbase_url: 'http://['\nauth: {token_env: RG_CONFIG_TOKEN}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="base_url"):
+        load_target(path)
+
+
+def test_with_deadline_replaces_the_run_deadline_within_the_policy_bounds() -> None:
+    loaded = LoadedGates(
+        gates=Gates(deadline_s=900, probe=ProbeSettings(timeout_s=2, retry=RetryPolicy(timeout_s=3))), path=None, lines=LineIndex({})
+    )
+    assert with_deadline(loaded, 60).gates.deadline_s == 60
+    assert loaded.gates.deadline_s == 900  # the loaded policy itself is unchanged
+    with pytest.raises(ConfigError, match="shorter than probe.timeout_s"):
+        with_deadline(loaded, 4)
+    for bad in (0.0, -1.0, float("nan"), float("inf"), 86_401.0):
+        with pytest.raises(ConfigError, match="--deadline"):
+            with_deadline(loaded, bad)

@@ -186,3 +186,16 @@ def test_absurdly_deep_nesting_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_yaml(path)
     assert "nested too deeply" in caught.value.problems[0].message
+
+
+def test_a_control_character_is_a_configuration_error_not_a_crash() -> None:
+    # PyYAML's reader refuses a NUL while the loader is being built, before parsing starts.
+    problems = problems_of("name: a\x00b\n")
+    assert "special characters are not allowed" in problems[0].message
+
+
+@pytest.mark.parametrize("text", ["!!python/object/apply:os.system [echo hi]\n", "a: !!set {x, y}\n", "a: !custom [1]\n"])
+def test_a_tag_on_a_mapping_or_list_is_refused_not_dropped(text: str) -> None:
+    # Mappings and lists are built here, not by PyYAML: their tag would otherwise vanish silently.
+    problems = problems_of(text)
+    assert "is not supported" in problems[0].message and "tag" in problems[0].message

@@ -23,6 +23,7 @@ MAX_VALUES = 100_000
 # PyYAML's constructors raise plain ValueError for a value that only looks valid, such as the
 # timestamp 2026-13-01 (month 13); that is the user's mistake, not a crash.
 _CONSTRUCT_ERRORS = (yaml.YAMLError, ValueError, OverflowError)
+_PLAIN_COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 class LineIndex:
@@ -61,7 +62,11 @@ def load_yaml(path: Path) -> tuple[Any, LineIndex]:
 
 
 def load_yaml_text(text: str, shown: str) -> tuple[Any, LineIndex]:
-    loader = yaml.SafeLoader(text)
+    try:
+        # The reader checks the characters already here: a NUL or other control character raises ReaderError.
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem(shown, None, "", f"YAML error: {exc}", "remove control characters (NUL, ...) from the file")]) from None
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
@@ -108,6 +113,19 @@ def _build(
                 )
             ]
         )
+    if isinstance(node, yaml.CollectionNode) and node.tag not in _PLAIN_COLLECTION_TAGS:
+        # Mappings and lists are built here, not by PyYAML's constructors, so a tag on one
+        # (!!python/object:..., !!set, !!omap, !custom) would be silently dropped: say so instead.
+        problems.append(
+            Problem(
+                shown,
+                node.start_mark.line + 1,
+                dotted(path),
+                f"tag {node.tag} is not supported",
+                "remove the tag: write plain mappings and lists",
+            )
+        )
+        return None
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:

@@ -22,7 +22,7 @@ import pytest
 from releasegate import registry
 from releasegate._exceptions import ConfigError, Problem
 from releasegate.baseline import BaselineTarget, load_baseline
-from releasegate.config import load_gates, load_target
+from releasegate.config import load_gates, load_target, with_deadline
 from releasegate.plugin import only_problem
 from releasegate.redact import RedactingStream, Redactor
 from releasegate.reference import faults as fault_catalog
@@ -30,6 +30,8 @@ from releasegate.report import folder as report_folder
 from releasegate.results import STAGES, ExitCode
 from releasegate.scenarios import load_scenarios
 from releasegate.suite import default_gates, find_suite, stage_dir
+
+DEADLINE_HELP = "whole-run deadline in seconds: overrides gates.yaml deadline_s for this run (past it: partial verdict, hold)"
 
 
 class UsageError(Exception):
@@ -59,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="compare against: an earlier verdict.json, or the target file of the stable deployment",
     )
+    run.add_argument(
+        "--deadline",
+        type=float,
+        metavar="S",
+        help=DEADLINE_HELP,
+    )
     run.add_argument("--suite", type=Path, help="folder holding checks/ and gates.yaml (default: found automatically)")
     run.add_argument("-v", "--verbose", action="store_true", help="pytest's verbose output as well")
 
@@ -82,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--serve", action="store_true", help="keep the deployment running and print its target file's path")
     demo.add_argument("--gates", type=Path, help="policy file (default: gates.yaml with a short convergence window)")
     demo.add_argument("--report-dir", type=Path, help="default: reports/demo-<UTC timestamp>/<stage>/")
+    demo.add_argument(
+        "--deadline",
+        type=float,
+        metavar="S",
+        help=DEADLINE_HELP,
+    )
 
     load = sub.add_parser(
         "load",
@@ -99,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--master-port", type=int, metavar="P", help="master port (default: any free one; 5557 with remote workers)")
     load.add_argument("--master-host", metavar="H", help="be worker processes (--workers N, default 1) of the master at H")
     load.add_argument("--report-dir", type=Path, help="default: reports/load-<UTC timestamp>/")
+    load.add_argument(
+        "--deadline",
+        type=float,
+        metavar="S",
+        help=DEADLINE_HELP,
+    )
     load.add_argument("--suite", type=Path, help="folder holding checks/, loadtests/ and gates.yaml (default: found automatically)")
 
     serve = sub.add_parser(
@@ -208,7 +228,9 @@ def cmd_run(args: argparse.Namespace, report_dirs: list[Path]) -> int:
     suite = find_suite(args.suite)
     loaded_target = load_target(args.target)
     gates_path = args.gates or default_gates(suite)
-    load_gates(gates_path)
+    gates = load_gates(gates_path)
+    if args.deadline is not None:
+        with_deadline(gates, args.deadline)  # refused here (exit 3) before any report folder exists
     load_scenarios(loaded_target)
     baseline = load_baseline(args.baseline) if args.baseline else None
     problem = only_problem(args.only or [], args.stage)
@@ -258,6 +280,8 @@ def cmd_run(args: argparse.Namespace, report_dirs: list[Path]) -> int:
         pytest_args += ["--expect-release", args.expect_release]
     if args.baseline:
         pytest_args += ["--baseline", str(args.baseline.resolve())]
+    if args.deadline is not None:
+        pytest_args += ["--deadline", repr(float(args.deadline))]
     # Another stage's modules are never imported, even when this stage has no folder of its own.
     pytest_args += [f"--ignore={stage_dir(suite, other)}" for other in STAGES if other != args.stage]
     pytest_args.append(str(checks_dir if checks_dir.is_dir() else suite / "checks"))
@@ -416,6 +440,7 @@ def cmd_demo(args: argparse.Namespace, report_dirs: list[Path]) -> int:
                         str(gates),
                         "--report-dir",
                         str(base / stage),
+                        *_deadline_args(args),
                     ]
                 )
             )
@@ -449,8 +474,13 @@ def _demo_canary(args: argparse.Namespace, report_dirs: list[Path]) -> int:
                 str(gates),
                 "--report-dir",
                 str(base / "canary"),
+                *_deadline_args(args),
             ]
         )
+
+
+def _deadline_args(args: argparse.Namespace) -> list[str]:
+    return ["--deadline", repr(float(args.deadline))] if args.deadline is not None else []
 
 
 def worst_exit_code(codes: Sequence[int]) -> int:
@@ -552,6 +582,7 @@ def cmd_load(args: argparse.Namespace, report_dirs: list[Path]) -> int:
         baseline=None,
         suite=suite,
         verbose=False,
+        deadline=args.deadline,
     )
     previous = os.environ.get(OPTIONS_ENV)
     os.environ[OPTIONS_ENV] = options.to_env()

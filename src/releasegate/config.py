@@ -7,7 +7,9 @@ file:line, the key and what to write instead; parsing collects all problems befo
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import math
 import os
 import re
 import types
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from releasegate import registry
 from releasegate._exceptions import ConfigError, Problem
@@ -45,6 +47,9 @@ def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an absolute http:// or https:// URL such as https://app.example.test")
+    if "\\" in parts.netloc:
+        # http://evil.test\@app.test: host app.test to urlsplit and httpx, evil.test to urllib3 (Locust).
+        raise ValueError("must not hold a backslash before its path: HTTP clients disagree on which host it names")
     return value.rstrip("/")
 
 
@@ -75,9 +80,31 @@ def _absolute_paths(value: list[str]) -> list[str]:
 # --------------------------------------------------------------------------- target file
 
 
+def _os_path_problem(text: str) -> str | None:
+    """Why the OS cannot take ``text`` as a path (resolve() would raise ValueError much later), or None."""
+    if "\x00" in text:
+        return "a path must not contain a NUL character"
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError:  # a lone surrogate, written as a "\ud800" escape in YAML
+        return "a path must be valid Unicode text"
+    return None
+
+
+def _os_path(value: Path) -> Path:
+    problem = _os_path_problem(str(value))
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+# A path written in a target file, relative to it.
+RelativePath = Annotated[Path, AfterValidator(_os_path)]
+
+
 class TlsSettings(_Strict):
     # Extra trust anchors for private CAs, relative to the target file.
-    ca_bundle: Path | None = None
+    ca_bundle: RelativePath | None = None
 
 
 class LoginSettings(_Strict):
@@ -295,7 +322,7 @@ class LoadTargetSettings(_Strict):
     # Identities the virtual users act as, round robin.
     identities: list[Identity] = Field(default_factory=lambda: list(_TWO_IDENTITIES), min_length=1)
     # Folder of load profiles, relative to this file (default: the suite's loadtests/profiles).
-    profiles_dir: Path | None = None
+    profiles_dir: RelativePath | None = None
     # Prometheus-format metrics of the service (a path relative to base_url or a URL), read
     # before and after the run for infra.capacity (process CPU seconds, resident memory,
     # bytes sent); a target with `prometheus` is asked there instead.
@@ -465,7 +492,7 @@ class Target(_Strict):
     # Folder of scenario files, relative to the target file: <dir>/*.yaml are workflows (one
     # check each), <dir>/drivers/*.yaml procedures other checks call, <dir>/golden/*.yaml the
     # golden prompts of business.model_quality. Without it those checks are skipped.
-    scenarios: Path | None = None
+    scenarios: RelativePath | None = None
     sync: SyncSettings | None = None
     consistency: ConsistencySettings | None = None
     slo: SloProbeSettings | None = None
@@ -1003,11 +1030,15 @@ class Waiver(_Strict):
     expires: date
 
 
+# A whole run's longest deadline (gates.yaml deadline_s and `run --deadline`): one day.
+MAX_DEADLINE_S = 86_400.0
+
+
 class Gates(_Strict):
     version: Literal[1] = 1
     on_error: Literal["hold", "rollback"] = "hold"
     on_warning: Literal["ignore", "hold"] = "ignore"
-    deadline_s: float = Field(default=900.0, gt=0, le=86_400)
+    deadline_s: float = Field(default=900.0, gt=0, le=MAX_DEADLINE_S)
     severity: dict[str, Severity] = Field(default_factory=dict)
     required: list[str] = Field(default_factory=list)
     # Evidence minimums: check id or pattern -> samples a statistical check needs; below it the
@@ -1096,7 +1127,8 @@ def target_problems(data: Any, lines: LineIndex, shown: str, *, folder: Path) ->
     if not isinstance(data, dict):
         return problems
     scenarios = data.get("scenarios")
-    if isinstance(scenarios, str) and scenarios and not (folder / scenarios).resolve().is_dir():
+    # A path the OS cannot take is the schema's problem (RelativePath); resolve() would raise on it.
+    if isinstance(scenarios, str) and scenarios and not _os_path_problem(scenarios) and not (folder / scenarios).resolve().is_dir():
         problems.append(
             Problem(
                 shown,
@@ -1108,7 +1140,12 @@ def target_problems(data: Any, lines: LineIndex, shown: str, *, folder: Path) ->
         )
     tls, auth = data.get("tls"), data.get("auth")
     ca_bundle = tls.get("ca_bundle") if isinstance(tls, dict) else None
-    if isinstance(ca_bundle, str) and ca_bundle and not (bundle := (folder / ca_bundle).resolve()).is_file():
+    if (
+        isinstance(ca_bundle, str)
+        and ca_bundle
+        and not _os_path_problem(ca_bundle)
+        and not (bundle := (folder / ca_bundle).resolve()).is_file()
+    ):
         problems.append(
             Problem(
                 shown,
@@ -1180,7 +1217,10 @@ def _token_problem(env: str, token: str | None, base_url: Any) -> tuple[str, str
     if token != token.strip() or any(ch.isspace() or not ch.isprintable() for ch in token):
         return f"the token in {env} contains whitespace or control characters (a stray newline?)", f"export {env} without them"
     if isinstance(base_url, str):
-        parts = urlsplit(base_url)
+        try:
+            parts = urlsplit(base_url)
+        except ValueError:  # "http://[": the schema reports base_url itself; raw data must not crash the loader
+            return None
         if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
             return (
                 f"base_url is plain http:// to {parts.hostname}: the token in {env} would cross the network in clear",
@@ -1212,6 +1252,31 @@ def load_gates(path: Path | None, *, today: date | None = None, strict_waivers: 
     if problems:
         raise ConfigError(problems)
     return LoadedGates(gates=gates, path=path.resolve(), lines=lines)
+
+
+def with_deadline(loaded: LoadedGates, deadline_s: float, *, source: str = "--deadline") -> LoadedGates:
+    """``loaded`` with the whole-run deadline replaced (``run --deadline S``), held to gates.yaml's own bounds.
+
+    The flag wins over ``deadline_s`` for this run only; a value the policy file could not hold
+    either (not a positive finite number, or too short for one probe) is a configuration error.
+    """
+    gates = loaded.gates
+    floor = gates.probe.timeout_s + gates.probe.retry.timeout_s
+    maximum = MAX_DEADLINE_S
+    message: str | None = None
+    if not math.isfinite(deadline_s) or deadline_s <= 0:
+        message = f"{deadline_s:g} is not a positive number of seconds"
+    elif deadline_s > maximum:
+        message = f"{deadline_s:g} s is over the limit of {maximum:g} s"
+    elif deadline_s < floor:
+        message = (
+            f"{deadline_s:g} s is shorter than probe.timeout_s + probe.retry.timeout_s ({floor:g} s) of "
+            f"{loaded.path or 'the built-in policy'}: no check could finish"
+        )
+    if message is not None:
+        fix = f"pass a number of seconds between {floor:g} and {maximum:g}, e.g. {source} 300"
+        raise ConfigError([Problem(source, None, "", message, fix)])
+    return dataclasses.replace(loaded, gates=gates.model_copy(update={"deadline_s": float(deadline_s)}))
 
 
 def _by_line(problem: Problem) -> int:

@@ -27,7 +27,7 @@ import pytest
 from releasegate import __version__, registry
 from releasegate._exceptions import ConfigError, ProbeError
 from releasegate.baseline import Baseline, BaselineTarget, load_baseline
-from releasegate.config import Gates, LoadedGates, LoadedTarget, load_gates, load_target
+from releasegate.config import Gates, LoadedGates, LoadedTarget, load_gates, load_target, with_deadline
 from releasegate.decision import Judgement, decide
 from releasegate.probes.http import HttpSettings, ssl_context
 from releasegate.redact import Redactor
@@ -67,6 +67,7 @@ _OPTIONS: tuple[tuple[str, str, _IniKind, str], ...] = (
         "string",
         "what relative thresholds compare against: an earlier verdict.json, or the target file of the stable deployment",
     ),
+    ("--deadline", "releasegate_deadline", "string", "whole-run deadline in seconds (overrides gates.yaml deadline_s for this run)"),
 )
 
 
@@ -163,6 +164,9 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         target = load_target(Path(target_path))
         gates = load_gates(Path(gates_path) if gates_path else _default_gates())
+        deadline = _option(config, "releasegate_deadline")
+        if deadline is not None:
+            gates = with_deadline(gates, _seconds(str(deadline)))
         suite = load_scenarios(target)
         baseline = load_baseline(Path(baseline_path)) if baseline_path else None
     except ConfigError as exc:
@@ -207,6 +211,14 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.xmlpath = str(run.report_dir / "junit.xml")
     if hasattr(config.option, "allure_report_dir") and not config.option.allure_report_dir:
         config.option.allure_report_dir = str(run.report_dir / "allure-results")
+
+
+def _seconds(text: str) -> float:
+    """``--deadline S`` as a number of seconds (its bounds are with_deadline's)."""
+    try:
+        return float(text)
+    except ValueError:
+        _config_error(f"--deadline {text!r}: not a number of seconds; pass e.g. --deadline 300")
 
 
 def only_problem(patterns: list[str], stage: str) -> str | None:

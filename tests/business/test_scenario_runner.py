@@ -247,6 +247,20 @@ def test_a_token_saved_during_a_run_never_reaches_the_evidence(tmp_path: Path, c
     assert ("kind", "Bearer") not in ctx.learned  # only variables named like credentials
 
 
+def test_a_token_saved_under_an_innocent_name_is_still_redacted(tmp_path: Path, ctx: runner.RunContext) -> None:
+    # Given a login whose token is saved as "sid" (from $.access_token), then shown in a failing step's URL
+    text = LOGIN.format(user=os.environ[USER_ENV], password=os.environ[PASSWORD_ENV], status=200).replace(
+        'access_token: "$.access_token"', 'sid: "$.access_token"'
+    )
+    text += '  - name: use it\n    http: {url: "/api/v1/me?debug=${sid}", as: anonymous}\n    expect: {status: 418}\n'
+    (tmp_path / "login.yaml").write_text(text, encoding="utf-8")
+    outcome = runner.run_blocking(load_folder(tmp_path).workflows["login"], ctx)
+    # Then where it came from marks it a credential: the evidence shows no piece of it
+    token = outcome.saved["sid"]
+    assert outcome.failure is not None and token not in json.dumps(outcome.evidence())
+    assert ("sid", token) in ctx.learned
+
+
 def test_a_failing_login_step_shows_neither_the_password_it_sent_nor_the_token_it_got(tmp_path: Path, ctx: runner.RunContext) -> None:
     outcome = runner.run_blocking(login_flow(tmp_path, status=201), ctx)
     assert outcome.failure is not None and outcome.failure.problems == ("status: expected 201, got 200",)

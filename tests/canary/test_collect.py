@@ -384,7 +384,10 @@ def test_prometheus_metrics_read_each_sides_series_over_the_interval(tmp_path: P
     baseline, canary = latency(samples, "api_latency")
     # Finite positive points are samples; NaN, zero and +Inf are dropped and counted
     assert baseline == LatencySamples((0.010, 0.012), dropped=2) and canary == LatencySamples((0.200, 0.210), dropped=1)
-    assert any("baseline: 2 of 4 Prometheus points were NaN or not positive" in p for p in samples.metrics["api_latency"].problems)
+    problems = samples.metrics["api_latency"].problems
+    assert any("baseline: 2 of 4 Prometheus points were NaN, infinite or not positive" in p for p in problems)
+    # The canary's +Inf (a quantile beyond the last finite bucket) is dropped and counted too, and named as such
+    assert any("canary: 1 of 3 Prometheus points were NaN, infinite or not positive" in p for p in problems)
     # Rate: instant counts at the interval's end over $interval, rounded; no 5xx series with a total = 0 errors
     instants = [q for q in asked if q["path"] == "/api/v1/query"]
     assert {float(q["time"]) for q in instants} == {T0 + 0.4} and all("[400ms]" in q["query"] for q in instants)

@@ -182,3 +182,32 @@ def test_without_ss_the_listeners_come_from_proc_net_tcp(tmp_path: Path, monkeyp
 
     assert table.source == "proc"
     assert hosts.Listener("127.0.0.1", port) in table.listeners
+
+
+def test_without_ss_a_busy_host_with_many_connections_stays_under_the_output_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a slim host (no ss) with 400 open connections: /proc/net/tcp alone is far over 64 KiB
+    slim = tmp_path / "bin"
+    slim.mkdir()
+    for tool in ("sh", "cat"):
+        found = shutil.which(tool)
+        assert found is not None
+        (slim / tool).symlink_to(found)
+    monkeypatch.setenv("PATH", str(slim))
+    opened: list[socket.socket] = []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(512)
+        port = listener.getsockname()[1]
+        try:
+            for _ in range(400):
+                opened.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+                opened.append(listener.accept()[0])
+            assert len(Path("/proc/net/tcp").read_text(encoding="ascii")) > 65_536
+            # When the listeners are listed
+            table = hosts.observe_listeners(_session(max_output_bytes=65_536))
+        finally:
+            for conn in opened:
+                conn.close()
+    # Then only listening sockets came back, and this one is among them
+    assert table.source == "proc"
+    assert hosts.Listener("127.0.0.1", port) in table.listeners

@@ -98,6 +98,17 @@ def test_a_refused_host_raises_before_anything_starts(tmp_path: Path, profiles: 
     assert started == [] and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["http://evil.example.test\\@staging.example.test/", "http://staging.example.test\\x", "http://[", "http://staging.example.test\t/"],
+)
+def test_a_url_whose_host_clients_would_read_differently_is_refused(url: str) -> None:
+    # urlsplit (the rule) reads staging.example.test; urllib3 (Locust's HTTP users) reads evil.example.test.
+    assert not allowed(url, ["staging.example.test"])
+    with pytest.raises(ConfigError, match="no request was sent"):
+        refuse_unless_allowed(url, ["staging.example.test"], target_file="t.yaml")
+
+
 def test_an_allowed_remote_host_goes_ahead(tmp_path: Path, profiles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner, "_supervise", lambda *a, **k: (3, ["refused by the locustfile"]))
     loaded = target(tmp_path, base_url="https://staging.example.test", allowed_hosts=["staging.example.test"])

@@ -265,10 +265,23 @@ def test_reset_after_the_request_is_an_error() -> None:
     assert not isinstance(caught.value, ProbeTimeout)
 
 
-def test_unresolvable_name_is_an_error() -> None:
+def test_unresolvable_name_is_an_error_naming_the_host_and_dns() -> None:
     # .invalid is reserved (RFC 6761): resolution fails locally, no network needed.
-    with pytest.raises(ProbeError, match="cannot connect") as caught:
+    with pytest.raises(ProbeError, match=r"^cannot resolve host name no-such-host\.invalid \(DNS\): ") as caught:
         http.get("http://no-such-host.invalid/healthz", settings(timeout_s=5))
+    assert not isinstance(caught.value, ProbeTimeout)
+
+
+def test_a_resolver_failure_is_told_apart_from_a_refused_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a resolver that fails for any name (as in a container with no DNS): the socket error
+    # reaches the probe wrapped in httpx.ConnectError, whose own text names neither host nor DNS
+    def nxdomain(*_args: object, **_kwargs: object) -> list[object]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", nxdomain)
+    with pytest.raises(ProbeError) as caught:
+        http.get("https://api.example.test/healthz", settings(timeout_s=2))
+    assert str(caught.value) == "cannot resolve host name api.example.test (DNS): Name or service not known"
     assert not isinstance(caught.value, ProbeTimeout)
 
 

@@ -445,6 +445,13 @@ def test_exchange_raises_probe_errors_it_could_not_measure() -> None:
         headers.exchange([Request("GET", server.url("/slow"))], quick)
 
 
+def test_exchange_names_a_host_that_does_not_resolve() -> None:
+    # .invalid never resolves (RFC 6761): the error names the host and DNS, not only "cannot connect"
+    with pytest.raises(ProbeError, match=r"^GET: cannot resolve host name no-such-host\.invalid \(DNS\): ") as caught:
+        headers.exchange([Request("GET", "https://no-such-host.invalid/")], SETTINGS)
+    assert not isinstance(caught.value, ProbeTimeout)
+
+
 @pytest.mark.parametrize(
     ("base", "path", "url"), [("https://a.test", "/api/", "https://a.test/api/"), ("https://a.test/", "api", "https://a.test/api")]
 )

@@ -33,7 +33,7 @@ def fast_ip_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def gate(tmp_path: Path, faults: list[str], run: int) -> dict[str, str]:
+def gate(tmp_path: Path, faults: list[str], run: int) -> dict[str, tuple[str, str]]:
     gates = tmp_path / "gates.yaml"
     gates.write_text(GATES, encoding="utf-8")
     report = tmp_path / f"report-{run}"
@@ -41,7 +41,7 @@ def gate(tmp_path: Path, faults: list[str], run: int) -> dict[str, str]:
         argv = ["run", "--stage", "pre-deploy", "--target", str(deployment.target_path), "--gates", str(gates)]
         main([*argv, "--only", "security.rate_limit", "--report-dir", str(report)])
     verdict: dict[str, Any] = json.loads((report / "verdict.json").read_text(encoding="utf-8"))
-    return {c["id"]: c["outcome"] for c in verdict["checks"]}
+    return {c["id"]: (c["outcome"], c["summary"]) for c in verdict["checks"]}
 
 
 @pytest.mark.usefixtures("fast_ip_bucket")
@@ -50,8 +50,9 @@ def test_a_fast_refilling_ip_bucket_never_passes_for_a_user_or_endpoint_limit(tm
     for run in range(RUNS):
         outcomes = gate(tmp_path, ["no-user-rate-limit", "no-endpoint-rate-limit"], run)
         # Then neither missing limit is taken for present. (Whether the IP burst outruns a refill
-        # of 200 tokens/s depends on how fast this machine sends: on a busy CI box it may not, so
-        # the IP check's own outcome is not this test's business; it must just never be an error.)
-        assert outcomes["security.rate_limit.ip"] in ("passed", "failed"), outcomes
-        assert outcomes["security.rate_limit.user"] in ("failed", "error"), outcomes
-        assert outcomes["security.rate_limit.endpoint"] in ("failed", "error"), outcomes
+        # of 200 tokens/s depends on how fast this machine sends: on a busy box it may not, and
+        # then the IP check says so, error, rather than guess; any other error would be a bug.)
+        ip_outcome, ip_summary = outcomes["security.rate_limit.ip"]
+        assert ip_outcome in ("passed", "failed") or "refills faster than a polite burst drains it" in ip_summary, outcomes
+        assert outcomes["security.rate_limit.user"][0] in ("failed", "error"), outcomes
+        assert outcomes["security.rate_limit.endpoint"][0] in ("failed", "error"), outcomes

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -131,3 +134,71 @@ def test_an_unresolvable_host_is_a_failed_scan(monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.parametrize(("host", "ip"), [("localhost", "127.0.0.1"), ("127.0.0.1", "127.0.0.1"), ("[::1]", "::1")])
 def test_resolve_pins_loopback(host: str, ip: str) -> None:
     assert tls.resolve(host, 443) == ip
+
+
+# --- why a scan could not connect --------------------------------------------------------------
+
+
+@contextmanager
+def raw_tls_peer(after_client_hello: str) -> Iterator[int]:
+    """A TCP peer that reads the ClientHello, then "stalls" (says nothing) or "resets" (RST); its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+    done = threading.Event()
+
+    def serve_one() -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(5)
+            try:
+                conn.recv(4096)
+                if after_client_hello == "resets":
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                else:
+                    done.wait(5)
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve_one, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        done.set()
+        listener.close()
+        thread.join(6)
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "said"),
+    [
+        ("stalls", "the server accepted the TCP connection but did not answer the TLS ClientHello within 0.5 s"),
+        ("resets", "the server reset the connection during the TLS handshake"),
+    ],
+)
+def test_a_handshake_that_stalls_or_resets_is_named_as_such(behaviour: str, said: str) -> None:
+    # sslyze alone says "could not find a TLS version and cipher suite supported by the server",
+    # which sends the reader to the TLS configuration when the server never answered at all
+    with raw_tls_peer(behaviour) as port:
+        started = time.monotonic()
+        assert tls.handshake_problem("127.0.0.1", "127.0.0.1", port, timeout_s=0.5) == said
+        assert time.monotonic() - started < 3
+
+
+def test_a_server_that_answers_in_tls_has_no_handshake_problem(tmp_path: Path) -> None:
+    # Whatever the certificate: the handshake completes, so sslyze's own account of a failure stands
+    with server.start(ServiceSettings(data_dir=tmp_path / "service")) as service:
+        parts = urlsplit(service.base_url)
+        assert parts.hostname is not None and parts.port is not None
+        assert tls.handshake_problem(parts.hostname, "127.0.0.1", parts.port, timeout_s=2) is None
+
+
+def test_a_plain_http_port_is_named_as_not_tls() -> None:
+    with serve({}) as plain:
+        assert (
+            tls.handshake_problem("127.0.0.1", "127.0.0.1", plain.port, timeout_s=1)
+            == "the server does not answer in TLS (WRONG_VERSION_NUMBER)"
+        )

@@ -255,7 +255,7 @@ def test_an_instant_vector_of_one_series_is_its_value() -> None:
     [
         (200, vector(), "no series matched"),
         (200, vector("NaN"), "NaN"),
-        (200, vector("+Inf"), "+Inf"),
+        (200, vector("+Inf"), "evaluated to +Inf"),
         (200, vector("0.1", "0.2"), "2 series"),
         (400, b'{"status":"error","errorType":"bad_data","error":"parse error at char 5"}', "bad_data"),
         (200, b"<html>proxy login</html>", "not JSON"),

@@ -12,9 +12,11 @@ from __future__ import annotations
 import pytest
 
 from releasegate.config import LoadedTarget, RateLimitSettings
+from releasegate.load import safety
 from releasegate.plugin import CheckRecorder
 from releasegate.probes import credentials, limits
 from releasegate.probes.http import HttpSettings
+from releasegate.results import Finding
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +25,24 @@ def quota_ledger() -> limits.Ledger:
     return limits.Ledger()
 
 
-def _rate_limit(target: LoadedTarget) -> RateLimitSettings:
+def _rate_limit(check: CheckRecorder, target: LoadedTarget) -> RateLimitSettings:
+    """The target's rate_limit section; error, before any request, when its host may not take a burst."""
     settings = target.target.rate_limit
     if settings is None:
         pytest.skip("the target names no rate_limit")
+    # A burst is load: it goes only where load may (loopback, or load.allowed_hosts), so a target
+    # file pointed at the wrong host cannot hammer it.
+    listed = target.target.load.allowed_hosts if target.target.load is not None else []
+    if not safety.allowed(target.target.base_url, listed):
+        host = safety.host_of(target.target.base_url) or target.target.base_url
+        check.conclude(
+            Finding(
+                "error",
+                f"rate-limit burst refused: host {host!r} is neither loopback nor in load.allowed_hosts; no request was sent",
+                observed=f"host {host}",
+                expected="loopback or a host listed in load.allowed_hosts",
+            )
+        )
     return settings
 
 
@@ -50,7 +66,7 @@ def test_request_size(check: CheckRecorder, target: LoadedTarget, http_settings:
 
 @pytest.mark.check("security.rate_limit.ip")
 def test_rate_limit_ip(check: CheckRecorder, target: LoadedTarget, http_settings: HttpSettings, quota_ledger: limits.Ledger) -> None:
-    rate_limit = _rate_limit(target)
+    rate_limit = _rate_limit(check, target)
     # Unauthenticated on purpose: a per-IP limit applies before authentication, a per-user one
     # only after it, so no user quota can be what answers 429 here.
     spec = limits.RequestSpec("GET", target.target.base_url + rate_limit.path, "anonymous")
@@ -60,7 +76,7 @@ def test_rate_limit_ip(check: CheckRecorder, target: LoadedTarget, http_settings
 
 @pytest.mark.check("security.rate_limit.user")
 def test_rate_limit_user(check: CheckRecorder, target: LoadedTarget, http_settings: HttpSettings, quota_ledger: limits.Ledger) -> None:
-    rate_limit = _rate_limit(target)
+    rate_limit = _rate_limit(check, target)
     token, second = target.token(), target.secret(target.target.auth.second_token_env)
     if not token:
         pytest.skip("the target names no auth.token_env: one identity is needed to exhaust")
@@ -75,7 +91,7 @@ def test_rate_limit_user(check: CheckRecorder, target: LoadedTarget, http_settin
 
 @pytest.mark.check("security.rate_limit.endpoint")
 def test_rate_limit_endpoint(check: CheckRecorder, target: LoadedTarget, http_settings: HttpSettings, quota_ledger: limits.Ledger) -> None:
-    rate_limit = _rate_limit(target)
+    rate_limit = _rate_limit(check, target)
     if rate_limit.endpoint_path is None or rate_limit.other_path is None:
         pytest.skip("the target names no rate_limit.endpoint_path and rate_limit.other_path")
     base = target.target.base_url

@@ -177,7 +177,8 @@ def prometheus_latency(side: SideName, answer: PromRange) -> tuple[LatencySample
     problems: list[str] = []
     if dropped:
         problems.append(
-            f"{side}: {dropped} of {len(answer.values)} Prometheus points were NaN or not positive (a step without traffic is 0/0), dropped"
+            f"{side}: {dropped} of {len(answer.values)} Prometheus points were NaN, infinite or not positive "
+            "(a step without traffic is 0/0), dropped"
         )
     return LatencySamples(values, dropped=dropped), problems
 

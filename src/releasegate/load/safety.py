@@ -9,6 +9,7 @@ master hands them, since a remote master could name any host.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -26,8 +27,27 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# The authority as WHATWG URL parsers (and urllib3, so Locust's requests) read it: a backslash
+# ends it like a slash. urlsplit reads on to the next slash instead.
+_WHATWG_AUTHORITY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[/\\]{2}(?P<authority>[^/\\?#]*)")
+
+
 def host_of(url: str) -> str:
-    return (urlsplit(url).hostname or "").lower()
+    """The host ``url`` names, lower-case; "" when there is none or parsers would disagree on it.
+
+    ``http://evil.test\\@allowed.test`` is host allowed.test to urlsplit (and httpx) but
+    evil.test to urllib3, which Locust's HTTP users send through: such a URL names no host
+    the allowlist can vouch for.
+    """
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:  # "http://[": no host at all
+        return ""
+    whatwg = _WHATWG_AUTHORITY.match(url)
+    if whatwg is None or whatwg["authority"] != parts.netloc or any(ch.isspace() or not ch.isprintable() for ch in parts.netloc):
+        return ""
+    return host
 
 
 def allowed(url: str, allowed_hosts: Iterable[str]) -> bool:

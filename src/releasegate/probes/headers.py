@@ -44,9 +44,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from releasegate._exceptions import ProbeError, ProbeTimeout
 from releasegate.probes.credentials import FOREIGN_ORIGIN
-from releasegate.probes.http import HttpSettings, _cause
+from releasegate.probes.http import HttpSettings, probe_error
 from releasegate.results import Finding
 
 # Sent as the Origin of the API request of security.headers: a foreign site that must not get
@@ -143,16 +142,10 @@ async def _one(client: httpx.AsyncClient, request: Request, timeout_s: float) ->
     # httpx's timeouts apply per network operation; a server dripping bytes needs the outer deadline.
     try:
         return await asyncio.wait_for(_send(client, request), timeout=timeout_s)
-    except (TimeoutError, httpx.TimeoutException):
-        raise ProbeTimeout(f"{request.method}: no complete answer within {timeout_s:g} s", url=request.url) from None
-    except httpx.ConnectError as exc:
-        raise ProbeError(f"{request.method}: cannot connect: {_cause(exc)}", url=request.url) from None
-    except httpx.RemoteProtocolError as exc:
-        raise ProbeError(f"{request.method}: malformed or aborted HTTP answer: {_cause(exc)}", url=request.url) from None
-    except httpx.HTTPError as exc:
-        raise ProbeError(f"{request.method}: HTTP exchange failed: {_cause(exc)}", url=request.url) from None
-    except (OSError, ssl.SSLError) as exc:
-        raise ProbeError(f"{request.method}: network error: {exc}", url=request.url) from None
+    except (TimeoutError, httpx.HTTPError, OSError, ssl.SSLError) as exc:
+        # probes.http's words for every failure (a DNS failure named as such), led by the method.
+        error = probe_error(exc, request.url, timeout=f"no complete answer within {timeout_s:g} s")
+        raise type(error)(f"{request.method}: {error}", url=request.url) from None
 
 
 async def _send(client: httpx.AsyncClient, request: Request) -> Answer:

@@ -844,9 +844,15 @@ def classify_address(address: str) -> AddressKind:
     return "public"
 
 
+# Without ss, /proc/net/tcp lists every socket of the host: on a busy server tens of thousands of
+# lines, far over the output cap. The host keeps only the listening ones (state 0A) itself, with
+# nothing but sh's read (a slim image may lack grep and awk).
 LISTENERS_SCRIPT = (
     "if command -v ss >/dev/null 2>&1; then echo '@@ss'; ss -Htln 2>/dev/null || ss -tln\n"
-    "else echo '@@proc'; cat /proc/net/tcp && { cat /proc/net/tcp6 2>/dev/null || true; }; fi\n"
+    "else echo '@@proc'; [ -r /proc/net/tcp ] || { echo 'cannot read /proc/net/tcp' >&2; exit 1; }\n"
+    "  for table in /proc/net/tcp /proc/net/tcp6; do [ -r \"$table\" ] || continue\n"
+    "    while read -r sl local remote st rest; do if [ \"$st\" = 0A ]; then echo \"$sl $local $remote $st\"; fi; done < \"$table\"\n"
+    "  done; fi\n"
 )
 
 

@@ -8,6 +8,7 @@ read up to a cap, so a hostile Content-Length or an endless body cannot exhaust 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 import zlib
@@ -15,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -106,6 +108,11 @@ def probe_error(exc: BaseException, url: str, *, timeout: str) -> ProbeError:
     message for running out of time). For ``except (TimeoutError, httpx.HTTPError, OSError, ssl.SSLError)``."""
     if isinstance(exc, (TimeoutError, httpx.TimeoutException)):
         return ProbeTimeout(timeout, url=url)
+    if isinstance(resolution := _innermost(exc), socket.gaierror):
+        # "[Errno -2] Name or service not known" names neither the host nor DNS: say both, so the
+        # cause reads as a typo or a missing record, not as a service that is down.
+        host = urlsplit(url).hostname or url
+        return ProbeError(f"cannot resolve host name {host} (DNS): {resolution.strerror or resolution}", url=url)
     if isinstance(exc, httpx.ConnectError):
         return ProbeError(f"cannot connect: {_cause(exc)}", url=url)
     if isinstance(exc, httpx.RemoteProtocolError):
@@ -178,13 +185,19 @@ async def _read_bounded(response: httpx.Response, limit: int) -> tuple[bytes, bo
     return b"".join(chunks), False
 
 
-def _cause(exc: BaseException) -> str:
-    """The innermost readable reason (httpx wraps ssl and socket errors)."""
+def _innermost(exc: BaseException) -> BaseException:
+    """The exception at the bottom of ``exc``'s cause/context chain (httpx wraps ssl and socket errors)."""
     inner: BaseException = exc
     seen = {id(exc)}  # an explicitly set __cause__ can close a cycle
     while (nxt := inner.__cause__ or inner.__context__) is not None and id(nxt) not in seen:
         seen.add(id(nxt))
         inner = nxt
+    return inner
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost readable reason (httpx wraps ssl and socket errors)."""
+    inner = _innermost(exc)
     text = str(inner) or type(inner).__name__
     return text if inner is exc else f"{text} ({type(inner).__name__})"
 

@@ -201,7 +201,8 @@ def _finite(sample: Any) -> float:
     if math.isnan(value):
         raise ProbeError("the query evaluated to NaN (typically 0/0: no requests in the window)")
     if math.isinf(value):
-        raise ProbeError(f"the query evaluated to {sample[1]} (for a quantile: beyond the highest finite bucket)")
+        # Not only quantiles: an error-rate ratio is x/0 = +Inf when the total has no series values but errors do.
+        raise ProbeError(f"the query evaluated to {sample[1]} (a division by zero, or a quantile beyond the highest finite bucket)")
     return value
 
 

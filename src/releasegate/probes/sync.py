@@ -53,6 +53,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from releasegate import stats
 from releasegate._exceptions import ProbeError, ProbeTimeout
 from releasegate.config import LOOPBACK_HOSTS, SyncLatencyThresholds
+from releasegate.probes.websocket import FailFastConnection
 from releasegate.results import Finding
 
 T = TypeVar("T")
@@ -233,7 +234,7 @@ def judge_collaboration(observation: CollaborationObservation) -> Finding:
     if closed:
         return Finding(
             "error",
-            f"could not judge: a connection was lost mid-probe ({'; '.join(closed)})",
+            f"could not judge: a connection ended mid-probe ({'; '.join(closed)})",
             observed={"closed": closed},
             expected="every connection open until the probe ends",
             evidence=evidence,
@@ -493,7 +494,7 @@ def judge_sync_latency(observation: LatencyObservation, thresholds: SyncLatencyT
     if closed:
         return Finding(
             "error",
-            f"could not judge: a connection was lost mid-probe ({'; '.join(closed)})",
+            f"could not judge: a connection ended mid-probe ({'; '.join(closed)})",
             observed={"closed": closed},
             expected=expected,
             evidence=base | {"round_trips_sent": len(observation.round_trips)},
@@ -645,6 +646,7 @@ class _Room:
                 close_timeout=self.options.timeout_s,
                 ping_interval=None,  # the probe is short; a keepalive ping would only add frames
                 max_size=self.options.max_frame_bytes,
+                create_connection=FailFastConnection,  # a refused frame ends the connection now, not after close_timeout
             )
         except InvalidStatus as exc:
             body = exc.response.body.decode("utf-8", errors="replace")[:EXCERPT_CHARS] if exc.response.body else ""
@@ -756,6 +758,11 @@ def _token_may_travel(url: str) -> bool:
 
 
 def _close_text(exc: ConnectionClosed) -> str:
+    if exc.rcvd is None and exc.sent is not None:
+        # The probe failed the connection itself (a frame over max_frame_bytes: 1009, a protocol
+        # error: 1002): say so, rather than blame a lost connection.
+        reason = f" ({exc.sent.reason[:EXCERPT_CHARS]})" if exc.sent.reason else ""
+        return f"closed by the probe with {exc.sent.code}{reason}"
     if exc.rcvd is None:
         return "the connection was lost without a close frame"
     reason = f" ({exc.rcvd.reason[:EXCERPT_CHARS]})" if exc.rcvd.reason else ""

@@ -18,7 +18,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+import re
 import socket
+import ssl
 import threading
 import time
 import warnings
@@ -622,7 +624,11 @@ def scan(
         try:
             ip = resolve(host, port)
             box["ip"] = ip
-            box["result"] = _run_sslyze(host, ip, port, ca_file=ca_file, timeout_s=timeout_s, commands=commands, concurrency=concurrency)
+            result = _run_sslyze(host, ip, port, ca_file=ca_file, timeout_s=timeout_s, commands=commands, concurrency=concurrency)
+            box["result"] = result
+            if result.scan_status.name != "COMPLETED":
+                # Inside the worker, so the diagnosis counts against the scan budget too.
+                box["diagnosis"] = handshake_problem(host, ip, port, timeout_s=timeout_s)
         except BaseException as exc:  # handed to the caller's thread
             box["error"] = exc
 
@@ -641,7 +647,53 @@ def scan(
         reason = str(exc) if isinstance(exc, ProbeError) else f"{type(exc).__name__}: {exc}"
         return ScanFailed(host, port, reason, elapsed)
     result: ServerScanResult = box["result"]
-    return observe(result, host=host, ip=box["ip"], port=port, duration_s=elapsed)
+    outcome = observe(result, host=host, ip=box["ip"], port=port, duration_s=elapsed)
+    diagnosis = box.get("diagnosis")
+    if isinstance(outcome, ScanFailed) and diagnosis is not None:
+        # sslyze tries every protocol version and reports only that none worked ("could not find a
+        # TLS version and cipher suite supported by the server"), which reads as a configuration
+        # problem when the server in fact stalled or reset the handshake: lead with what happened.
+        said = re.sub(r"^cannot connect over TLS: \S+ -> ", "", outcome.reason)
+        return ScanFailed(host, port, f"cannot connect over TLS: {diagnosis} (sslyze: {said[:160]})", outcome.duration_s)
+    return outcome
+
+
+def handshake_problem(host: str, ip: str, port: int, *, timeout_s: float) -> str | None:
+    """What one permissive TLS handshake with ``ip:port`` runs into, when it is not the server's TLS answer.
+
+    A stall (no answer to the ClientHello), a reset or a close mid-handshake, or a peer that does
+    not speak TLS, in words; None when the handshake completes or the server answers with a TLS
+    alert (then sslyze's account stands: it knows protocol versions this client does not offer).
+    Each socket operation waits at most ``timeout_s``.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TLS 1.0 on purpose: a legacy server must still answer
+            context.minimum_version = ssl.TLSVersion.TLSv1
+        context.set_ciphers("ALL:@SECLEVEL=0")
+    except (ValueError, ssl.SSLError):
+        pass  # an OpenSSL without legacy support: the default floor still tells a stall from an answer
+    try:
+        with socket.create_connection((ip, port), timeout=timeout_s) as raw:
+            with context.wrap_socket(raw, server_hostname=host.strip("[]")):
+                return None
+    except TimeoutError:
+        return f"the server accepted the TCP connection but did not answer the TLS ClientHello within {timeout_s:g} s"
+    except ConnectionRefusedError:
+        return None  # sslyze says so already
+    except ConnectionResetError:
+        return "the server reset the connection during the TLS handshake"
+    except ssl.SSLEOFError:
+        return "the server closed the connection during the TLS handshake"
+    except ssl.SSLError as exc:
+        if exc.reason in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"):
+            return f"the server does not answer in TLS ({exc.reason})"
+        return None  # a TLS alert or a negotiation failure: the server speaks TLS
+    except OSError as exc:
+        return f"TLS handshake failed: {exc.strerror or exc}"
 
 
 def _run_sslyze(

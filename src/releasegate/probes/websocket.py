@@ -541,6 +541,27 @@ def settings_for(target: LoadedTarget, policy: Gates) -> WsSettings:
     )
 
 
+class FailFastConnection(ClientConnection):
+    """A client connection that drops TCP the moment it has failed the WebSocket connection.
+
+    On a frame over ``max_size`` (or any protocol error) websockets sends its close frame (1009,
+    1002, ...) and then, as RFC 6455 lets a client, waits for the server to close TCP, reading and
+    discarding whatever still arrives until ``close_timeout``. Against a server streaming a 100 MB
+    frame that means reading it all on a fast link, and on a slow one sitting on a dead connection
+    for close_timeout with its reader still waiting: a probe that only reads would take the silence
+    for "no close" (the message-size check) or "every event lost" (sync). Having failed it, the probe
+    has nothing more to read: abort at once, so the reader sees the close it sent.
+    """
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        sent, received = self.protocol.close_sent, self.protocol.close_rcvd
+        # Our own close() sends 1000 and waits for the server's answer as usual; any other code we
+        # sent first is websockets failing the connection.
+        if sent is not None and received is None and sent.code not in NORMAL_CLOSE_CODES:
+            self.transport.abort()
+
+
 class _NoRedirects(connect):
     """``connect`` that reports a 3xx instead of following it (the answer is judged; credentials stay put)."""
 
@@ -582,6 +603,7 @@ async def _open(
             ping_interval=None,
             max_size=settings.max_frame_bytes,
             max_queue=4,
+            create_connection=FailFastConnection,
         )
     except InvalidStatus as exc:
         response = exc.response

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import ssl
 import time
@@ -64,6 +65,11 @@ CLOSE_GRACE_S = 5.0  # run_blocking: beyond the scenario's budget, for closing c
 Kind = Literal["failed", "error"]
 
 
+# A value saved from a credential-named field is taken for a credential from this length on (a token,
+# a session id); shorter ones ("Bearer", "3600") are its metadata.
+CREDENTIAL_MIN_CHARS = 16
+
+
 @dataclass(frozen=True)
 class RunContext:
     """Where and as whom scenarios run: the deployment's URLs, a token per identity, HTTP settings.
@@ -91,10 +97,21 @@ class RunContext:
         """Scrubs :meth:`secret_pairs`."""
         return Redactor(self.secret_pairs())
 
-    def learn(self, name: str, value: Any) -> None:
-        """Remember ``value`` as a credential when ``name`` says it is one (see :func:`is_secret_name`)."""
-        if is_secret_name(name) and value is not None:
-            self.learned.append((name, to_text(value)))
+    def learn(self, name: str, value: Any, source: str = "") -> None:
+        """Remember ``value`` as a credential when ``name`` or where it came from says it is one.
+
+        ``source`` is the save's JSONPath or header: ``save: {sid: "$.access_token"}`` keeps a
+        token under an innocent name, and it must be redacted all the same (see :func:`is_secret_name`).
+        By source alone only a value that looks like a credential counts: ``$.token_type`` is
+        "Bearer", and redacting that word everywhere would garble every report.
+        """
+        if value is None:
+            return
+        text = to_text(value)
+        field = re.split(r"[.:\[\]'\"]", source.strip())[-1] if source else ""
+        by_source = bool(field) and is_secret_name(field) and len(text) >= CREDENTIAL_MIN_CHARS and not any(c.isspace() for c in text)
+        if is_secret_name(name) or by_source:
+            self.learned.append((name, text))
 
 
 def scrubbed(finding: Finding, redactor: Redactor) -> Finding:
@@ -524,7 +541,7 @@ class _Session:
             raise _StepFailed("; ".join(problems), problems=problems, expected=expected, request=request, response=response)
         for name, where in step.save.items():
             variables[name] = _saved_from_answer(name, where, answer, request, response)
-            self.ctx.learn(name, variables[name])
+            self.ctx.learn(name, variables[name], where)
 
     # ------------------------------------------------------------------- websocket
 
@@ -632,7 +649,7 @@ class _Session:
                 variables[name] = jsonpath.resolve(event, path)
             except jsonpath.PathNotFound:
                 raise _StepFailed(f"cannot save {name}: the event has nothing at {path}", request=request, response=shown) from None
-            self.ctx.learn(name, variables[name])
+            self.ctx.learn(name, variables[name], path)
 
     def _claim(self, connection: _Connection, match: Mapping[str, Any], variables: Mapping[str, Any]) -> Any:
         """The first unclaimed earlier event that matches, removed from the backlog; else _NOT_JSON."""
