@@ -164,8 +164,8 @@ def test_non_ascii_output_is_read_as_bytes() -> None:
     assert output.text == "café\n"
 
 
-def test_without_ss_the_listeners_come_from_proc_net_tcp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given a host with a shell and cat but no ss (a slim container image)
+def slim_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PATH with nothing but sh and cat, as in a slim container image (no ss, grep or awk)."""
     slim = tmp_path / "bin"
     slim.mkdir()
     for tool in ("sh", "cat"):
@@ -173,6 +173,11 @@ def test_without_ss_the_listeners_come_from_proc_net_tcp(tmp_path: Path, monkeyp
         assert found is not None
         (slim / tool).symlink_to(found)
     monkeypatch.setenv("PATH", str(slim))
+
+
+def test_without_ss_the_listeners_come_from_proc_net_tcp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a host with a shell and cat but no ss (a slim container image)
+    slim_path(tmp_path, monkeypatch)
 
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
@@ -186,13 +191,7 @@ def test_without_ss_the_listeners_come_from_proc_net_tcp(tmp_path: Path, monkeyp
 
 def test_without_ss_a_busy_host_with_many_connections_stays_under_the_output_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a slim host (no ss) with 400 open connections: /proc/net/tcp alone is far over 64 KiB
-    slim = tmp_path / "bin"
-    slim.mkdir()
-    for tool in ("sh", "cat"):
-        found = shutil.which(tool)
-        assert found is not None
-        (slim / tool).symlink_to(found)
-    monkeypatch.setenv("PATH", str(slim))
+    slim_path(tmp_path, monkeypatch)
     opened: list[socket.socket] = []
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))

@@ -850,8 +850,8 @@ def classify_address(address: str) -> AddressKind:
 LISTENERS_SCRIPT = (
     "if command -v ss >/dev/null 2>&1; then echo '@@ss'; ss -Htln 2>/dev/null || ss -tln\n"
     "else echo '@@proc'; [ -r /proc/net/tcp ] || { echo 'cannot read /proc/net/tcp' >&2; exit 1; }\n"
-    "  for table in /proc/net/tcp /proc/net/tcp6; do [ -r \"$table\" ] || continue\n"
-    "    while read -r sl local remote st rest; do if [ \"$st\" = 0A ]; then echo \"$sl $local $remote $st\"; fi; done < \"$table\"\n"
+    '  for table in /proc/net/tcp /proc/net/tcp6; do [ -r "$table" ] || continue\n'
+    '    while read -r sl local remote st rest; do if [ "$st" = 0A ]; then echo "$sl $local $remote $st"; fi; done < "$table"\n'
     "  done; fi\n"
 )
 
