@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from results_file import markers, write_section  # bench/ is on sys.path: the scripts run as files
+from results_file import Stamp, markers, write_section  # bench/ is on sys.path: the scripts run as files
 
 from releasegate.canary import statistics as st
 from releasegate.canary.judge import judge_metric, judge_run, look_alphas
@@ -381,13 +381,6 @@ def bench_limit(pool: ProcessPoolExecutor, runs: int, grid_runs: int) -> Limit:
 # --------------------------------------------------------------------------- report
 
 
-def machine_rows() -> list[tuple[str, str]]:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from security_stage import machine  # one description of the machine for every benchmark
-
-    return machine()
-
-
 def se(p: float, runs: int) -> float:
     return math.sqrt(max(p * (1 - p), 1.0 / runs) / runs)
 
@@ -405,7 +398,7 @@ def render(
     *,
     elapsed_s: float,
     workers: int,
-    machine: Sequence[tuple[str, str]],
+    stamp: Stamp,
 ) -> str:
     out: list[str] = [BEGIN, "", "## Canary judge: speed, false rollbacks and power against Flagger- and Kayenta-style judges", ""]
     w = out.append
@@ -413,10 +406,7 @@ def render(
     w("generator: the figures (but the timings) are the same on every machine.")
     w(f"Whole script: {elapsed_s / 60:.1f} minutes on {workers} worker process(es).")
     w("")
-    w("| | |")
-    w("|---|---|")
-    for key, value in machine:
-        w(f"| {key} | {value} |")
+    out.extend(stamp.table())
     w("")
     # ---- speed
     w("### Speed: judging 100,000 samples per side")
@@ -562,6 +552,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    stamp = Stamp.start()
     started = time.monotonic()
     print("speed: judge_metric on 100k samples per side", file=sys.stderr, flush=True)
     speeds = bench_speed()
@@ -574,9 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 table[(n, scenario.key)] = simulate(pool, chunks(scenario, n, args.runs, JUDGES, thresholds[n]), f"n={n} {scenario.key}")
         print("physical limit", file=sys.stderr, flush=True)
         limit = bench_limit(pool, args.limit_runs, args.limit_runs // 2)
-    section = render(
-        speeds, table, args.runs, thresholds, limit, elapsed_s=time.monotonic() - started, workers=args.workers, machine=machine_rows()
-    )
+    section = render(speeds, table, args.runs, thresholds, limit, elapsed_s=time.monotonic() - started, workers=args.workers, stamp=stamp)
     write_section(args.output, section, BEGIN, END)
     print(section)
     print(f"written to {args.output}", file=sys.stderr)

@@ -36,17 +36,20 @@ if __name__ == "__main__" and "--generate" in sys.argv:
 import argparse
 import json
 import os
+import re
 import resource
+import shutil
 import statistics
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from results_file import markers, write_section  # bench/ is on sys.path: the scripts run as files
+from results_file import Stamp, markers, record_peer, write_section  # bench/ is on sys.path: the scripts run as files
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = REPO / "bench" / "RESULTS.md"
@@ -375,194 +378,264 @@ def run_generator(kind: str, host: str, **options: Any) -> dict[str, Any]:
     return result
 
 
+def run_wrk(url: str, *, connections: int, seconds: float) -> dict[str, Any]:
+    """wrk, the C peer: one thread (one core, as one Locust process), ``connections`` keep-alive connections, the same
+    GET with the same bearer header. Its CPU is read from the rusage of reaped children, around this run alone."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "5s", "-H", f"Authorization: Bearer {BENCH_TOKEN}", url]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + GENERATOR_GRACE_S, check=False)
+    elapsed = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = re.search(r"^\s*(\d+) requests in ([\d.]+)(ms|s|m)", done.stdout, re.M)
+    if done.returncode != 0 or total is None:
+        raise RuntimeError(f"wrk failed (exit {done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    requests = int(total.group(1))
+    window = float(total.group(2)) * {"ms": 0.001, "s": 1.0, "m": 60.0}[total.group(3)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", done.stdout)
+    cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return {
+        "kind": "wrk",
+        "requests": requests,
+        "failures": (int(errors.group(1)) if errors else 0) + (sum(map(int, socket_errors.groups())) if socket_errors else 0),
+        "rps": requests / window,
+        "cpu_s": cpu_s,
+        "cpu_percent": 100 * cpu_s / elapsed,
+        "version": done.stderr.strip() or "",
+    }
+
+
+def wrk_version() -> str:
+    done = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=10, check=False)
+    first = (done.stdout or done.stderr).splitlines()
+    return first[0].split(" Copyright")[0] if first else "?"
+
+
 @dataclass(frozen=True)
-class HttpPair:
+class HttpRound:
+    """One repetition: the three generators one after the other against the same server, and the server's CPU %."""
+
     plain: dict[str, Any]
     project: dict[str, Any]
+    wrk: dict[str, Any] | None
 
 
-def bench_http(seconds: float, repetitions: int, users: int) -> tuple[list[HttpPair], float]:
-    """Plain and project users against the same server, alternating; and the server's CPU share."""
-    pairs: list[HttpPair] = []
+def _server_cpu(http: Server, run: Any) -> tuple[dict[str, Any], float]:
+    cpu0, t0 = http.cpu_seconds(), time.monotonic()
+    result: dict[str, Any] = run()
+    return result, 100 * (http.cpu_seconds() - cpu0) / (time.monotonic() - t0)
+
+
+def bench_http(seconds: float, repetitions: int, users: int, *, wrk: bool) -> list[HttpRound]:
+    """Plain Locust, the project's users and wrk against the same server, in turn, ``repetitions`` times."""
+    rounds: list[HttpRound] = []
+    common = {"users": users, "spawn_rate": users, "seconds": seconds, "warmup_s": 2}
     with server("http") as http:
-        cpu0, t0 = http.cpu_seconds(), time.monotonic()
         for repetition in range(repetitions):
             print(f"http: repetition {repetition + 1} of {repetitions}", file=sys.stderr, flush=True)
-            common = {"users": users, "spawn_rate": users, "seconds": seconds, "warmup_s": 2}
-            plain = run_generator("plain", http.url, **common)
-            project = run_generator("project", http.url, **common)
-            pairs.append(HttpPair(plain, project))
-        server_cpu = 100 * (http.cpu_seconds() - cpu0) / (time.monotonic() - t0)
-    return pairs, server_cpu
+            plain, plain_server = _server_cpu(http, lambda: run_generator("plain", http.url, **common))
+            project, project_server = _server_cpu(http, lambda: run_generator("project", http.url, **common))
+            plain["server_cpu_percent"], project["server_cpu_percent"] = plain_server, project_server
+            peer = None
+            if wrk:
+                peer, peer_server = _server_cpu(http, lambda: run_wrk(http.url + MESSAGES_URL, connections=users, seconds=seconds))
+                peer["server_cpu_percent"] = peer_server
+            rounds.append(HttpRound(plain, project, peer))
+    return rounds
 
 
-def bench_sync(sessions: int, spawn_rate: float, seconds: float, think: tuple[float, float]) -> tuple[dict[str, Any], float]:
+def bench_sync(sessions: int, spawn_rate: float, seconds: float, think: tuple[float, float], repetitions: int) -> list[dict[str, Any]]:
+    runs = []
     with server("ws") as ws:
-        print(f"sync: {sessions} sessions", file=sys.stderr, flush=True)
-        cpu0 = ws.cpu_seconds()
-        started = time.monotonic()
-        result = run_generator(
-            "sync",
-            ws.url,
-            users=sessions,
-            spawn_rate=spawn_rate,
-            seconds=seconds,
-            warmup_s=3,
-            ramp_timeout_s=max(60.0, 3 * sessions / spawn_rate),
-            think_min_s=think[0],
-            think_max_s=think[1],
-        )
-        server_cpu = 100 * (ws.cpu_seconds() - cpu0) / (time.monotonic() - started)
-    return result, server_cpu
+        for repetition in range(repetitions):
+            print(f"sync: {sessions} sessions, repetition {repetition + 1} of {repetitions}", file=sys.stderr, flush=True)
+            cpu0 = ws.cpu_seconds()
+            started = time.monotonic()
+            result = run_generator(
+                "sync",
+                ws.url,
+                users=sessions,
+                spawn_rate=spawn_rate,
+                seconds=seconds,
+                warmup_s=3,
+                ramp_timeout_s=max(60.0, 3 * sessions / spawn_rate),
+                think_min_s=think[0],
+                think_max_s=think[1],
+            )
+            result["server_cpu_percent"] = 100 * (ws.cpu_seconds() - cpu0) / (time.monotonic() - started)
+            runs.append(result)
+    return runs
 
 
-def bench_delay(delay_ms: float, seconds: float) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    with server("http", delay_ms) as http:
-        print(f"delay: HTTP +{delay_ms:g} ms", file=sys.stderr, flush=True)
-        out["http"] = run_generator("project", http.url, users=20, spawn_rate=20, seconds=seconds, warmup_s=2)
-    with server("ws", delay_ms) as ws:
-        print(f"delay: sync +{delay_ms:g} ms", file=sys.stderr, flush=True)
-        out["sync"] = run_generator(
-            "sync", ws.url, users=20, spawn_rate=20, seconds=seconds, warmup_s=2, think_min_s=0.05, think_max_s=0.15
-        )
+def bench_delay(delay_ms: float, seconds: float, repetitions: int) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {"http": [], "sync": []}
+    with server("http", delay_ms) as http, server("ws", delay_ms) as ws:
+        for repetition in range(repetitions):
+            print(f"delay: +{delay_ms:g} ms, repetition {repetition + 1} of {repetitions}", file=sys.stderr, flush=True)
+            out["http"].append(run_generator("project", http.url, users=20, spawn_rate=20, seconds=seconds, warmup_s=2))
+            out["sync"].append(
+                run_generator("sync", ws.url, users=20, spawn_rate=20, seconds=seconds, warmup_s=2, think_min_s=0.05, think_max_s=0.15)
+            )
     return out
 
 
 # --------------------------------------------------------------------------- report
 
 
-def machine_rows() -> list[tuple[str, str]]:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from importlib.metadata import version
-
-    from security_stage import machine  # one description of the machine for every benchmark
-
-    rows = machine()
-    return [*rows, ("locust", f"{version('locust')} (gevent {version('gevent')}, websocket-client {version('websocket-client')})")]
-
-
 def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f}"
 
 
+def median_range(values: Sequence[float], fmt: str = "{:,.0f}") -> str:
+    """``median (min – max)``, or the value alone for one run."""
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))} – {fmt.format(max(values))})"
+
+
 def render(
-    http: tuple[Sequence[HttpPair], float] | None,
-    sync_run: tuple[dict[str, Any], float] | None,
-    delay: dict[str, dict[str, Any]] | None,
+    http: Sequence[HttpRound] | None,
+    sync_runs: Sequence[dict[str, Any]] | None,
+    delay: dict[str, list[dict[str, Any]]] | None,
     *,
     args: argparse.Namespace,
-    machine: Sequence[tuple[str, str]],
+    stamp: Stamp,
+    versions: list[tuple[str, str]],
 ) -> str:
     out: list[str] = [BEGIN, "", "## Load generator: requests/s and sessions per process, reported vs true latency", ""]
     w = out.append
     w("Generated by `bench/load_generator.py` (`make bench`); see bench/README.md. Plain HTTP and ws:// on loopback,")
-    w("each server in its own process; the generator is one Locust process (library mode) per run.")
+    w("each server in its own process; the generator is one Locust process (library mode) per run. Every figure is the")
+    w(f"median of {args.repetitions} runs, with the lowest and highest in brackets.")
     w("")
-    w("| | |")
-    w("|---|---|")
-    for key, value in machine:
-        w(f"| {key} | {value} |")
+    out.extend(stamp.table(versions))
     w("")
-
     if http is not None:
-        render_http(out, *http, args=args)
-    if sync_run is not None:
-        render_sync(out, *sync_run, args=args)
+        render_http(out, http, args=args)
+    if sync_runs is not None:
+        render_sync(out, sync_runs, args=args)
     if delay is not None:
         render_delay(out, delay, args=args)
     out.append(END)
     return "\n".join(out) + "\n"
 
 
-def render_http(out: list[str], pairs: Sequence[HttpPair], http_server_cpu: float, *, args: argparse.Namespace) -> None:
+def _us_per_request(run: dict[str, Any]) -> float:
+    return float(1e6 * run["cpu_s"] / max(run["requests"], 1))
+
+
+def render_http(out: list[str], rounds: Sequence[HttpRound], *, args: argparse.Namespace) -> None:
     w = out.append
-    ratios = [pair.project["rps"] / pair.plain["rps"] for pair in pairs]
-    ratio = statistics.median(ratios)
-    # CPU per request: what requests/s becomes once the generator has a whole core (contention-proof).
-    cost = [_us_per_request(pair.plain) / _us_per_request(pair.project) for pair in pairs]
-    # The verdict goes by CPU per request: requests/s also moves with how much of a core this
-    # shared machine happened to give each run.
-    by_cost = statistics.median(cost)
+    ratios = [r.project["rps"] / r.plain["rps"] for r in rounds]
+    # CPU per request: what requests/s becomes once the generator has a whole core (contention-proof). The verdict goes
+    # by it: requests/s also moves with how much of a core this shared machine happened to give each run.
+    cost = [_us_per_request(r.plain) / _us_per_request(r.project) for r in rounds]
+    ratio, by_cost = statistics.median(ratios), statistics.median(cost)
     verdict = "met" if by_cost >= HTTP_GOAL else "NOT met"
     w(
         f"### HTTP requests/s per process: {verdict} ({100 * by_cost:.0f} % of plain Locust by CPU per request, "
         f"{100 * ratio:.0f} % by requests/s measured; goal ≥ 90 %)"
     )
     w("")
-    w(f"{args.users} users, no think time, {args.seconds:g} s measured after a 2 s warm-up, {args.repetitions} alternating repetitions.")
-    w("The project's run includes the gate runner's per-request hook (every request event booked as a raw sample).")
+    w(f"{args.users} users (wrk: {args.users} connections, 1 thread), no think time, {args.seconds:g} s measured (Locust after a 2 s")
+    w(f"warm-up), {args.repetitions} repetitions, each running the three generators in turn against the same server. The project's")
+    w("run includes the gate runner's per-request hook (every request event booked as a raw sample).")
     w("")
-    w("| users | requests/s (median) | min – max | generator CPU % | CPU µs per request | failures | Locust p50 / p95 ms |")
+    w("| generator | requests/s | generator CPU % | CPU µs per request | server CPU % | failures | Locust p50 / p95 ms |")
     w("|---|---|---|---|---|---|---|")
-    for name, runs in (
-        ("plain FastHttpUser, bare GET", [p.plain for p in pairs]),
-        ("ConversationUser read task + gate hook", [p.project for p in pairs]),
-    ):
-        rps = [run["rps"] for run in runs]
+    rows: list[tuple[str, list[dict[str, Any]]]] = [
+        ("plain Locust FastHttpUser, bare GET", [r.plain for r in rounds]),
+        ("**ours**: ConversationUser read task + gate hook", [r.project for r in rounds]),
+    ]
+    peers = [r.wrk for r in rounds if r.wrk is not None]
+    if peers:
+        rows.append(("wrk (C, epoll), bare GET", peers))
+    for name, runs in rows:
+        latency = "—"
+        if "locust_p50_ms" in runs[0]:
+            latency = f"{statistics.median(r['locust_p50_ms'] for r in runs):g} / {statistics.median(r['locust_p95_ms'] for r in runs):g}"
         w(
-            f"| {name} | {statistics.median(rps):,.0f} | {min(rps):,.0f} – {max(rps):,.0f} | "
-            f"{statistics.median(run['cpu_percent'] for run in runs):.0f} | {statistics.median(_us_per_request(r) for r in runs):.0f} | "
-            f"{sum(run['failures'] for run in runs)} | "
-            f"{statistics.median(run['locust_p50_ms'] for run in runs):g} / {statistics.median(run['locust_p95_ms'] for run in runs):g} |"
+            f"| {name} | {median_range([r['rps'] for r in runs])} | {median_range([r['cpu_percent'] for r in runs])} | "
+            f"{median_range([_us_per_request(r) for r in runs])} | {median_range([r['server_cpu_percent'] for r in runs])} | "
+            f"{sum(r['failures'] for r in runs)} | {latency} |"
         )
     w("")
-    w(f"Per repetition, project / plain requests/s: {', '.join(f'{100 * r:.0f} %' for r in ratios)}; by CPU per request (plain µs /")
-    w(f"project µs, the ratio a generator with a whole core to itself reaches): {', '.join(f'{100 * c:.0f} %' for c in cost)}.")
-    w(f"The server process used {http_server_cpu:.0f} % of a core on average: it is not the bottleneck.")
+    w("Peers, same run, as ratios **ours / peer** (the median of the per-repetition ratios; requests per CPU-second is one over")
+    w("CPU per request: the requests/s a generator with a whole core to itself would make):")
+    w("")
+    w("| peer | requests/s, ours / peer | requests per CPU-second, ours / peer |")
+    w("|---|---|---|")
+    w(f"| plain Locust FastHttpUser | {median_range(ratios, '{:.2f}')} | {median_range(cost, '{:.2f}')} |")
+    with_wrk = [r for r in rounds if r.wrk is not None]
+    if with_wrk:
+        wrk_rps = [r.project["rps"] / r.wrk["rps"] for r in with_wrk if r.wrk]
+        wrk_cost = [_us_per_request(r.wrk) / _us_per_request(r.project) for r in with_wrk if r.wrk]
+        w(f"| wrk | {median_range(wrk_rps, '{:.2f}')} | {median_range(wrk_cost, '{:.3f}')} |")
+        w("")
+        server_wrk = statistics.median(r.wrk["server_cpu_percent"] for r in with_wrk if r.wrk)
+        w(
+            f"wrk is not a user model (no tasks, no checks, no per-user state): it shows what the loopback endpoint takes from a C client, "
+            f"so its requests/s is bounded by the one-process Python server (server CPU {server_wrk:.0f} % during wrk"
+            + (": the server, not wrk, is the limit)." if server_wrk >= 90 else ").")
+        )
     w("")
 
 
-def _us_per_request(run: dict[str, Any]) -> float:
-    return float(1e6 * run["cpu_s"] / max(run["requests"], 1))
-
-
-def render_sync(out: list[str], sync: dict[str, Any], sync_server_cpu: float, *, args: argparse.Namespace) -> None:
+def render_sync(out: list[str], runs: Sequence[dict[str, Any]], *, args: argparse.Namespace) -> None:
     w = out.append
-    cycles = sync["edits"] or 1
-    frames = (sync["frames_sent"] + sync["frames_received"]) or 1
-    per_frame_ms = 1000 * sync["cpu_s"] / frames
-    per_edit_ms = 1000 * sync["cpu_s"] / cycles
-    held = sync["connected"] >= SESSIONS_GOAL
+    per_frame = [1000 * r["cpu_s"] / ((r["frames_sent"] + r["frames_received"]) or 1) for r in runs]
+    per_edit = [1000 * r["cpu_s"] / (r["edits"] or 1) for r in runs]
+    held = min(r["connected"] for r in runs)
+    cpu_ms = statistics.median(per_frame)
     w(
-        f"### SyncUser sessions per process: {'met' if held and per_frame_ms < EVENT_CPU_GOAL_MS else 'NOT met'} "
-        f"({sync['connected']:,} open, {per_frame_ms:.2f} ms CPU per event; goal ≥ {SESSIONS_GOAL:,} and < 1 ms)"
+        f"### SyncUser sessions per process: {'met' if held >= SESSIONS_GOAL and cpu_ms < EVENT_CPU_GOAL_MS else 'NOT met'} "
+        f"({held:,} open in the worst run, {cpu_ms:.2f} ms CPU per event; goal ≥ {SESSIONS_GOAL:,} and < 1 ms)"
     )
     w("")
-    w(f"Ramp to {args.sessions:,} SyncUsers at {args.spawn_rate:g}/s (took {sync['ramp_s']:.0f} s), 3 s warm-up, then")
+    ramp = median_range([r["ramp_s"] for r in runs])
+    w(f"Ramp to {args.sessions:,} SyncUsers at {args.spawn_rate:g}/s (took {ramp} s), 3 s warm-up, then")
     w(f"{args.seconds:g} s measured; each user waits {args.think_min_s:g}–{args.think_max_s:g} s between tasks (3 edits : 1 typing),")
-    w("against a server that answers at once.")
+    w(f"against a server that answers at once; {len(runs)} runs, median (min – max).")
     w("")
+    p50 = [r["raw"]["p50_ms"] for r in runs if r["raw"]["p50_ms"] is not None]
+    p95 = [r["raw"]["p95_ms"] for r in runs if r["raw"]["p95_ms"] is not None]
     w("| | |")
     w("|---|---|")
-    w(f"| sessions open at the end of the window | {sync['connected']:,} of {sync['users']:,} users |")
-    w(f"| connect failures / edit failures | {sync['connect_failures']} / {sync['edit_failures']} |")
-    w(f"| edits timed (edit -> event) | {sync['edits']:,} ({sync['edits'] / sync['window_s']:,.0f}/s) |")
-    w(f"| frames sent / received | {sync['frames_sent']:,} / {sync['frames_received']:,} |")
-    w(f"| generator CPU | {sync['cpu_percent']:.0f} % of one core |")
-    w(f"| generator CPU per event (frame sent or received) | {per_frame_ms:.3f} ms |")
-    w(f"| generator CPU per timed edit (all work / edits) | {per_edit_ms:.3f} ms |")
-    w(f"| edit -> event p50 / p95 (raw samples), server answers at once | {_ms(sync['raw']['p50_ms'])} / {_ms(sync['raw']['p95_ms'])} ms |")
-    w(f"| server process CPU | {sync_server_cpu:.0f} % of one core |")
+    w(f"| sessions open at the end of the window | {median_range([r['connected'] for r in runs])} of {runs[0]['users']:,} users |")
+    failures = f"{sum(r['connect_failures'] for r in runs)} / {sum(r['edit_failures'] for r in runs)}"
+    w(f"| connect failures / edit failures (all runs) | {failures} |")
+    w(f"| edits timed per second (edit -> event) | {median_range([r['edits'] / r['window_s'] for r in runs])} |")
+    w(
+        f"| frames sent / received per second | {median_range([r['frames_sent'] / r['window_s'] for r in runs])} / "
+        f"{median_range([r['frames_received'] / r['window_s'] for r in runs])} |"
+    )
+    w(f"| generator CPU, % of one core | {median_range([r['cpu_percent'] for r in runs])} |")
+    w(f"| generator CPU per event (frame sent or received), ms | {median_range(per_frame, '{:.3f}')} |")
+    w(f"| generator CPU per timed edit (all work / edits), ms | {median_range(per_edit, '{:.3f}')} |")
+    latency = f"{median_range(p50, '{:.1f}')} / {median_range(p95, '{:.1f}')}"
+    w(f"| edit -> event p50 / p95 ms (raw samples), server answers at once | {latency} |")
+    w(f"| server process CPU, % of one core | {median_range([r['server_cpu_percent'] for r in runs])} |")
     w("")
 
 
-def render_delay(out: list[str], delay: dict[str, dict[str, Any]], *, args: argparse.Namespace) -> None:
+def render_delay(out: list[str], delay: dict[str, list[dict[str, Any]]], *, args: argparse.Namespace) -> None:
     w = out.append
     w(f"### Reported vs true latency: server delay {args.delay_ms:g} ms")
     w("")
     w("20 users each; HTTP: the ConversationUser read task without think time; sync: SyncUsers with 0.05–0.15 s between tasks.")
     w("Locust's own percentiles come from its response-time buckets (2 significant digits); raw: every sample (the gate's figures).")
+    w(f"{len(delay['http'])} runs each, median (min – max).")
     w("")
-    w("| | samples | Locust p50 / p95 ms | raw p50 / p95 ms | raw p50 − delay |")
+    w("| | samples per run | Locust p50 / p95 ms | raw p50 / p95 ms | raw p50 − delay, ms |")
     w("|---|---|---|---|---|")
-    for name, run in (("HTTP GET", delay["http"]), ("sync edit -> event", delay["sync"])):
-        p50 = run["raw"]["p50_ms"]
-        error = "—" if p50 is None else f"+{p50 - args.delay_ms:.1f} ms"
-        w(
-            f"| {name} | {run['raw_samples']:,} | {run['locust_p50_ms']:g} / {run['locust_p95_ms']:g} | "
-            f"{_ms(p50)} / {_ms(run['raw']['p95_ms'])} | {error} |"
-        )
+    for name, runs in (("HTTP GET", delay["http"]), ("sync edit -> event", delay["sync"])):
+        p50 = [r["raw"]["p50_ms"] for r in runs if r["raw"]["p50_ms"] is not None]
+        p95 = [r["raw"]["p95_ms"] for r in runs if r["raw"]["p95_ms"] is not None]
+        error = median_range([p - args.delay_ms for p in p50], "{:+.1f}") if p50 else "—"
+        locust = f"{statistics.median(r['locust_p50_ms'] for r in runs):g} / {statistics.median(r['locust_p95_ms'] for r in runs):g}"
+        raw = f"{median_range(p50, '{:.1f}')} / {median_range(p95, '{:.1f}')}" if p50 and p95 else "—"
+        w(f"| {name} | {median_range([r['raw_samples'] for r in runs])} | {locust} | {raw} | {error} |")
     w("")
 
 
@@ -572,7 +645,10 @@ def render_delay(out: list[str], delay: dict[str, dict[str, Any]], *, args: argp
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window of each run (default 10)")
-    parser.add_argument("--repetitions", type=int, default=3, help="alternating plain/project HTTP runs (default 3)")
+    parser.add_argument(
+        "--repetitions", type=int, default=3, help="runs of each measurement; HTTP: rounds of plain, project, wrk (default 3)"
+    )
+    parser.add_argument("--wrk", action=argparse.BooleanOptionalAction, default=True, help="measure wrk as a peer too (default on)")
     parser.add_argument("--users", type=int, default=50, help="HTTP users per generator process (default 50)")
     parser.add_argument("--sessions", type=int, default=SESSIONS_GOAL, help="SyncUser sessions to ramp to (default 2000)")
     parser.add_argument("--spawn-rate", type=float, default=100.0, help="SyncUsers started per second (default 100)")
@@ -602,11 +678,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(generate(args)), flush=True)
         return 0
     parts = set(args.parts)
-    http = bench_http(args.seconds, args.repetitions, args.users) if "http" in parts else None
-    sync = bench_sync(args.sessions, args.spawn_rate, args.seconds, (args.think_min_s, args.think_max_s)) if "sync" in parts else None
-    delay = bench_delay(args.delay_ms, args.seconds) if "delay" in parts else None
-    section = render(http, sync, delay, args=args, machine=machine_rows())
+    stamp = Stamp.start()
+    wrk = args.wrk and shutil.which("wrk") is not None
+    if args.wrk and not wrk:
+        print("wrk is not installed (Debian: `apt-get install wrk`, or `make bench-deps`); --no-wrk to measure without it", file=sys.stderr)
+        return 3
+    think = (args.think_min_s, args.think_max_s)
+    http = bench_http(args.seconds, args.repetitions, args.users, wrk=wrk) if "http" in parts else None
+    sync = bench_sync(args.sessions, args.spawn_rate, args.seconds, think, args.repetitions) if "sync" in parts else None
+    delay = bench_delay(args.delay_ms, args.seconds, args.repetitions) if "delay" in parts else None
+    versions = [("locust", f"{version('locust')} (gevent {version('gevent')}, websocket-client {version('websocket-client')})")]
+    if wrk:
+        versions.append(("wrk", wrk_version()))
+    section = render(http, sync, delay, args=args, stamp=stamp, versions=versions)
     write_section(args.output, section, BEGIN, END)
+    if http is not None:
+        ours = statistics.median(r.project["rps"] for r in http)
+        record_peer(
+            "load generator, HTTP",
+            "requests/s",
+            ours,
+            "plain Locust FastHttpUser",
+            statistics.median(r.plain["rps"] for r in http),
+            unit="/s",
+        )
+        if wrk:
+            record_peer(
+                "load generator, HTTP", "requests/s", ours, "wrk", statistics.median(r.wrk["rps"] for r in http if r.wrk), unit="/s"
+            )
     print(section)
     print(f"written to {args.output}", file=sys.stderr)
     return 0

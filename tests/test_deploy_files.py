@@ -124,3 +124,11 @@ def test_the_embedded_target_and_policy_load_without_a_configuration_error(tmp_p
         # Then both load (a ConfigError, exit 3, would fail here with file, line, key and fix)
         assert load_target(tmp_path / "target.yaml").target.name
         load_gates(tmp_path / "gates.yaml")
+
+
+def test_the_docker_build_context_keeps_what_the_dockerfile_copies() -> None:
+    ignored = {line.strip() for line in (DEPLOY.parent / ".dockerignore").read_text(encoding="utf-8").splitlines()}
+    dockerfile = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    copied = [name for sources in re.findall(r"^COPY (.+?) \S+$", dockerfile, re.M) for name in sources.split()]
+    assert copied and not set(copied) & ignored, set(copied) & ignored
+    assert {".venv", "node_modules", "reports"} <= ignored  # hundreds of MB nobody's image needs

@@ -103,6 +103,8 @@ RelativePath = Annotated[Path, AfterValidator(_os_path)]
 
 
 class TlsSettings(_Strict):
+    """How the checks trust the deployment's certificate."""
+
     # Extra trust anchors for private CAs, relative to the target file.
     ca_bundle: RelativePath | None = None
 
@@ -110,7 +112,9 @@ class TlsSettings(_Strict):
 class LoginSettings(_Strict):
     """A login flow the security checks may run (security.cookies): POST {username, password}."""
 
+    # The login endpoint, relative to base_url.
     path: str
+    # Names of the environment variables holding the user name and the password (redacted).
     username_env: str
     password_env: str
 
@@ -123,6 +127,8 @@ class LoginSettings(_Strict):
 
 
 class AuthSettings(_Strict):
+    """Credentials the checks use, each named by an environment variable."""
+
     # Names of environment variables holding secrets; a secret itself never appears in a file
     # releasegate reads or writes, and every one of them is redacted from every output.
     token_env: str | None = None
@@ -166,7 +172,11 @@ def _is_env_name(value: str) -> bool:
 
 
 class HealthPaths(_Strict):
+    """Health endpoints, as paths relative to base_url (health.*)."""
+
+    # 2xx: the process is alive (health.liveness).
     liveness: str | None = None
+    # 2xx: ready for traffic (health.readiness).
     readiness: str | None = None
     # Deep health document: application/health+json or Spring Boot actuator JSON.
     deep: str | None = None
@@ -182,6 +192,8 @@ class HealthPaths(_Strict):
 
 
 class RateLimitSettings(_Strict):
+    """Where the rate-limit probes send their bounded bursts (security.rate_limit.*)."""
+
     # Endpoint the per-IP and per-user bursts go to.
     path: str
     # Hard cap on requests of one burst; a probe stops at the first 429 anyway.
@@ -193,13 +205,19 @@ class RateLimitSettings(_Strict):
 
 
 class LimitSettings(_Strict):
+    """Request size limits (security.request_size)."""
+
+    # Endpoint the oversized body is streamed to.
     body_path: str
+    # Largest body the service accepts; one byte more must get 413.
     max_body_bytes: int = Field(gt=0)
     # Largest request header block the service accepts; one over it must get 431.
     max_header_bytes: int | None = Field(default=None, gt=0)
 
 
 class WebSocketSettings(_Strict):
+    """Limits the WebSocket checks hold the sync endpoint to (security.websocket.*)."""
+
     # A message one byte over this must close the connection with 1009.
     max_message_bytes: int = Field(default=65_536, gt=0)
     # Per-user connection cap (security.websocket.connection_limit); None: not checked.
@@ -267,9 +285,11 @@ class ConsistencySettings(_Strict):
 class SloProbeSettings(_Strict):
     """Active probing for slo.error_rate and slo.latency: ``requests`` spread evenly over ``window_s``."""
 
+    # GETs of the probes (round robin), relative to base_url.
     paths: list[str] = Field(min_length=1)
     requests: int = Field(default=60, gt=0, le=5000)
     window_s: float = Field(default=10.0, gt=0, le=3600)
+    # Identity of the probes.
     as_: Identity = Field(default="primary", alias="as")
 
     @field_validator("paths")
@@ -281,6 +301,7 @@ class SloProbeSettings(_Strict):
 class PrometheusSettings(_Strict):
     """A Prometheus that scrapes this deployment; the PromQL itself lives in gates.yaml."""
 
+    # Its HTTP API root, e.g. http://prometheus:9090 (no credentials in the URL).
     url: str
     # Label matchers that pick this deployment's series, put where a query says $selector
     # (e.g. job="api",namespace="prod"); empty selects everything the server has.
@@ -374,9 +395,11 @@ class InfraTargetSettings(_Strict):
 class PostgresServer(_Strict):
     """A scratch PostgreSQL server the restore drill may create (and drop) a database on."""
 
+    # Where it listens, and the role the drill connects as (it needs CREATEDB).
     host: str = "127.0.0.1"
     port: int = Field(default=5432, gt=0, lt=65536)
     user: str = "postgres"
+    # Environment variable holding that role's password (passed as PGPASSWORD, redacted).
     password_env: str | None = None
     # Database to connect to for CREATE/DROP DATABASE.
     maintenance_db: str = "postgres"
@@ -394,6 +417,7 @@ class PostgresServer(_Strict):
 class BackupSource(_Strict):
     """Backups of one database (infra.backup.*): the newest file matching ``path`` is the one judged."""
 
+    # Names this source in reports: each infra.backup.* check runs once per source.
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")
     # sqlite: SQLite database files; postgres: pg_dump custom-format dumps (pg_dump -Fc).
     kind: Literal["sqlite", "postgres"]
@@ -408,6 +432,7 @@ class RollbackSettings(_Strict):
 
     # A dry run of the rollback, e.g. [kubectl, rollout, undo, deploy/api, --dry-run=server]; exit 0 = ready.
     verify_command: list[str] | None = Field(default=None, min_length=1)
+    # verify_command is stopped (and the check fails) after this many seconds.
     timeout_s: float = Field(default=60.0, gt=0, le=3600)
     # The previous release's artifact (image manifest, package): it must answer 2xx.
     previous_artifact_url: str | None = None
@@ -422,6 +447,7 @@ class RollbackSettings(_Strict):
 class CanaryPrometheus(_Strict):
     """A Prometheus that scrapes both sides; each side's series picked by its own label matchers."""
 
+    # Its HTTP API root, e.g. http://prometheus:9090 (no credentials in the URL).
     url: str
     # Label matchers put where a canary query says $selector, e.g. job="api",track="stable".
     baseline_selector: str = Field(min_length=1)
@@ -743,8 +769,11 @@ class InfraThresholds(_Strict):
 class SanityQuery(_Strict):
     """A query the restored database must answer (restore drill): at least ``min_rows`` rows, or exactly ``equals``."""
 
+    # Shown in the drill's evidence.
     name: str = Field(min_length=1)
+    # One statement, run against the restored copy (psql for postgres, SQLite for sqlite).
     sql: str = Field(min_length=1)
+    # The answer has at least this many rows.
     min_rows: int | None = Field(default=None, ge=0)
     # The first column of the first row, compared as text.
     equals: str | None = None
@@ -1025,8 +1054,13 @@ class CanaryPolicy(_Strict):
 
 
 class Waiver(_Strict):
+    """Accepts a known failure or warning of matching checks until a date; never an error."""
+
+    # Id or pattern of registered checks (exact id, dotted prefix or glob).
     check: str = Field(min_length=1)
+    # Why, and who tracks the fix (a ticket); shown with every result it waives.
     justification: str = Field(min_length=10)
+    # YYYY-MM-DD, the last day the waiver applies.
     expires: date
 
 

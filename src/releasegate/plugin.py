@@ -108,6 +108,7 @@ class GateRun:
     deselecting: bool = False
     baseline: Baseline | None = None
     scenarios: ScenarioSuite | None = None  # None: the target names no scenario folder
+    allure_dir: Path | None = None  # allure-pytest's --alluredir (None: allure-pytest is not installed)
 
 
 RUN_KEY = pytest.StashKey[GateRun]()
@@ -209,8 +210,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # The same artifacts whether the gate runs from the CLI or from plain pytest.
     if getattr(config.option, "xmlpath", None) is None:
         config.option.xmlpath = str(run.report_dir / "junit.xml")
-    if hasattr(config.option, "allure_report_dir") and not config.option.allure_report_dir:
-        config.option.allure_report_dir = str(run.report_dir / "allure-results")
+    if hasattr(config.option, "allure_report_dir"):
+        if not config.option.allure_report_dir:
+            config.option.allure_report_dir = str(run.report_dir / "allure-results")
+        run.allure_dir = Path(config.option.allure_report_dir)
 
 
 def _seconds(text: str) -> float:
@@ -676,6 +679,7 @@ def write_reports(run: GateRun, facts: RunFacts, judgement: Judgement, exit_code
     document["exit_code"] = exit_code
     document = run.redactor.data(document)
     (run.report_dir / "verdict.json").write_text(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    allure_adapter.record_decision(run.allure_dir, document)
     summary = run.redactor.text(render_summary(facts, judgement))
     (run.report_dir / "summary.md").write_text(summary, encoding="utf-8")
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
