@@ -17,9 +17,8 @@ figures on any machine, except the timings):
    there, and a single-look Mann-Whitney at 98 % confidence at n = 500. Goal: within 15 % of the
    limit (<= 1,000 per side) with at most 1 % false rollbacks over all looks.
 
-It writes its section into bench/RESULTS.md between ``<!-- canary_judge:start -->`` and
-``<!-- canary_judge:end -->`` (replacing an earlier one, keeping the rest of the file), so run it
-after ``bench/security_stage.py``, which rewrites the whole file; ``make bench`` keeps that order.
+It writes its section into bench/RESULTS.md between markers (``results_file.py``), replacing an
+earlier one and keeping the rest of the file; ``make bench`` (``bench/run_all.py``) runs every benchmark.
 
 Run: ``.venv/bin/python bench/canary_judge.py [--runs 2000] [--workers 2]`` or ``make bench``
 (about 6-8 minutes on 2 cores; ``--quick`` for a smoke run of a minute, not for the record).

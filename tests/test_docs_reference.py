@@ -22,7 +22,7 @@ GUIDES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
 
 FIRST_WORDS = sorted({spec.id.split(".", 1)[0] for spec in registry.CHECKS})
 # `security.tls.protocols`, `canary.metric.<name>`, `security.tls.*`: a code span starting with a family's first word.
-MENTION = re.compile(r"`((?:%s)\.[A-Za-z0-9_.<>*?\[\]-]+)`" % "|".join(FIRST_WORDS))
+MENTION = re.compile(r"`((?:" + "|".join(FIRST_WORDS) + r")\.[A-Za-z0-9_.<>*?\[\]-]+)`")
 # Files of a report folder whose names begin like an id.
 ARTIFACT_SUFFIXES = (".sarif", ".txt", ".json", ".md", ".png", ".yaml", ".html", ".csv")
 

@@ -256,7 +256,7 @@ def _number(value: Any) -> str:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        return _plain(value.model_dump(mode="json", by_alias=True, exclude_defaults=True))
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, Path):
@@ -346,8 +346,7 @@ def render_gates(gates_yaml: str) -> str:
     """docs/reference/gates.md from the Gates model (and the shipped gates.yaml's comments)."""
     keys = list(model_keys(Gates, _yaml_comments(gates_yaml)))
     intro = (
-        _HEADER.format(command=REGENERATE, sources="src/releasegate/config.py (Gates) and gates.yaml")
-        + "\n# gates.yaml reference\n\n"
+        _HEADER.format(command=REGENERATE, sources="src/releasegate/config.py (Gates) and gates.yaml") + "\n# gates.yaml reference\n\n"
         "Every key of the policy file. Every key is optional: the default applies when it is absent. "
         "`releasegate validate --gates FILE` lints a policy; an unknown key, an id or pattern that selects no "
         "registered check, or an impossible value is a configuration error (exit 3) naming file:line and the key. "
@@ -413,9 +412,8 @@ def render_checks() -> str:
         "|---|---|---|---|---|",
     ]
     for template in registry.TEMPLATES:
-        out.append(
-            f"| `{template.id}.<name>` | {template.stage} | {template.family} | {template.severity} | {_cell(_prose(template.description))} |"
-        )
+        described = _cell(_prose(template.description))
+        out.append(f"| `{template.id}.<name>` | {template.stage} | {template.family} | {template.severity} | {described} |")
     return "\n".join(out).rstrip() + "\n"
 
 
