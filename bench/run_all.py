@@ -105,15 +105,15 @@ def peers_table(peers_file: Path) -> list[str]:
         "",
         "Each peer measured in the same run as ours, against the same target; medians of the runs in the section named.",
         "",
-        "| benchmark | measure | ours | peer | peer's figure | **ours / peer** | |",
-        "|---|---|---|---|---|---|---|",
+        "| benchmark | measure | ours | peer | peer's figure | **ours / peer** | better | |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         ours, peer = float(row["ours"]), float(row["peer"])
         figure = "{:,.0f}" if row["unit"] == "/s" else "{:.2f}"
         out.append(
             f"| {row['benchmark']} | {row['measure']} | {figure.format(ours)} | {row['peer_name']} | {figure.format(peer)} | "
-            f"**{ours / peer:.2f}** | {row['note']} |"
+            f"**{ours / peer:.2f}** | {'higher' if row['unit'] == '/s' else 'lower'} | {row['note']} |"
         )
     return [*out, ""]
 

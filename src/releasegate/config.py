@@ -755,6 +755,7 @@ class InfraThresholds(_Strict):
     max_disk_percent: float = Field(default=85.0, gt=0, le=100)
     # infra.host.cert_files: a private key's mode may be no wider than this (octal).
     max_key_mode: str = Field(default="0640", pattern=r"^0?[0-7]{3}$")
+    # infra.host.cert_files: a certificate file on the host with fewer days left than this fails.
     cert_min_days: int = Field(default=14, ge=0)
 
     @field_validator("sysctl")

@@ -71,8 +71,11 @@ _OPTIONS: tuple[tuple[str, str, _IniKind, str], ...] = (
 )
 
 
-class CheckFailed(Exception):
-    """Raised by :meth:`CheckRecorder.conclude` for a failed finding: the check's verdict, not a crash."""
+class CheckFailed(AssertionError):
+    """Raised by :meth:`CheckRecorder.conclude` for a failed finding: the check's verdict, not a crash.
+
+    An AssertionError, so that pytest and Allure call the test "failed" (the check judged: no) rather than
+    "broken", which Allure keeps for the checks that could not judge (CheckInconclusive, any other exception)."""
 
 
 class CheckInconclusive(ProbeError):

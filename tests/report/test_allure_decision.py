@@ -92,6 +92,10 @@ def test_a_gate_run_writes_its_decision_into_its_allure_results(pytester: pytest
             @pytest.mark.check("health.readiness")
             def test_ready(check):
                 check.conclude(Finding("failed", "not ready", observed="HTTP 503", expected="HTTP 2xx"))
+
+            @pytest.mark.check("health.deep")
+            def test_deep(check):
+                check.conclude(Finding("error", "no answer", observed="timeout", expected="a health document"))
             """
         )
     )
@@ -108,4 +112,10 @@ def test_a_gate_run_writes_its_decision_into_its_allure_results(pytester: pytest
     # Then its Allure results say what it decided, as verdict.json does
     assert result.ret == 1, result.stdout.str()
     entries = properties(report_dir / "allure-results" / "environment.properties")
-    assert (entries["decision"], entries["failed"]) == ("ROLLBACK (exit 1)", "health.readiness")
+    assert (entries["decision"], entries["failed"], entries["inconclusive"]) == ("ROLLBACK (exit 1)", "health.readiness", "health.deep")
+    # and each check's status is Allure's word for it: a failed check "failed", one that could not judge "broken".
+    statuses = {}
+    for path in (report_dir / "allure-results").glob("*-result.json"):
+        test = json.loads(path.read_text(encoding="utf-8"))
+        statuses[test["name"]] = test["status"]
+    assert statuses == {"test_live": "passed", "test_ready": "failed", "test_deep": "broken"}, statuses
