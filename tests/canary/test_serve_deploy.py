@@ -23,8 +23,11 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
 def documents() -> list[tuple[Path, dict[str, Any]]]:
+    """The Kubernetes objects in deploy/ (deploy/ci/ holds CI pipelines, not manifests)."""
     found = []
     for path in sorted(DEPLOY.rglob("*.y*ml")):
+        if path.is_relative_to(DEPLOY / "ci"):
+            continue
         for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
             if doc is not None:
                 found.append((path, doc))
