@@ -103,7 +103,8 @@ def peers_table(peers_file: Path) -> list[str]:
     out = [
         "## Peers at a glance",
         "",
-        "Each peer measured in the same run as ours, against the same target; medians of the runs in the section named.",
+        "Each peer measured in the same run as ours, against the same target: the ratio of the two medians (a section may "
+        "also give the median of its per-repetition ratios, which can differ by a few points).",
         "",
         "| benchmark | measure | ours | peer | peer's figure | **ours / peer** | better | |",
         "|---|---|---|---|---|---|---|---|",
