@@ -20,19 +20,16 @@ from releasegate.config import load_gates, load_target
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 YAML_FILES = sorted([*DEPLOY.rglob("*.yaml"), *DEPLOY.rglob("*.yml")])
+PIPELINES = DEPLOY / "ci"  # CI pipeline examples; every other YAML file in deploy/ is Kubernetes manifests
 
 
 def documents(path: Path) -> list[Any]:
     return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc is not None]
 
 
-def kubernetes_objects() -> list[tuple[Path, dict[str, Any]]]:
-    found = []
-    for path in YAML_FILES:
-        for doc in documents(path):
-            if isinstance(doc, dict) and "apiVersion" in doc:
-                found.append((path, doc))
-    return found
+def kubernetes_objects() -> list[tuple[Path, Any]]:
+    """Every document of every manifest (deploy/ outside deploy/ci/): each must be a Kubernetes object."""
+    return [(path, doc) for path in YAML_FILES if not path.is_relative_to(PIPELINES) for doc in documents(path)]
 
 
 def containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
@@ -54,8 +51,18 @@ def containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_deploy_holds_the_files_the_guides_name() -> None:
-    names = {str(p.relative_to(DEPLOY)) for p in DEPLOY.rglob("*") if p.is_file()}
-    assert {"Dockerfile", "k8s/job.yaml", "serve-deployment.yaml"} <= names, names
+    names = {p.relative_to(DEPLOY).as_posix() for p in DEPLOY.rglob("*") if p.is_file()}
+    assert {
+        "Dockerfile",
+        "k8s/job.yaml",
+        "serve-deployment.yaml",
+        "argo/analysis-template-job.yaml",
+        "argo/analysis-template-web.yaml",
+        "argo/rollout-example.yaml",
+        "flagger/canary.yaml",
+        "ci/github-actions.yml",
+        "ci/gitlab-ci.yml",
+    } <= names, names
 
 
 @pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: str(p.relative_to(DEPLOY)))
@@ -64,7 +71,8 @@ def test_every_yaml_file_parses(path: Path) -> None:
 
 
 @pytest.mark.parametrize(("path", "obj"), kubernetes_objects(), ids=lambda v: v.name if isinstance(v, Path) else v.get("kind", "?"))
-def test_every_kubernetes_object_says_what_it_is(path: Path, obj: dict[str, Any]) -> None:
+def test_every_kubernetes_object_says_what_it_is(path: Path, obj: Any) -> None:
+    assert isinstance(obj, dict) and obj.get("apiVersion"), f"{path}: a document without apiVersion"
     assert isinstance(obj.get("kind"), str) and obj["kind"], f"{path}: no kind"
     assert isinstance(obj.get("metadata", {}).get("name"), str), f"{path}: {obj['kind']} without metadata.name"
 

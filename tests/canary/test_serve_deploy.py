@@ -1,4 +1,4 @@
-"""deploy/: every manifest parses, and the fields that couple it to `releasegate serve` line up.
+"""deploy/: the fields that couple the manifests to `releasegate serve` line up (tests/test_deploy_files.py parses them).
 
 The routes and status codes are the server's (releasegate.serve); the conditions of Argo's Web
 provider are evaluated the way utils/evaluate does it (both set, neither true: Inconclusive),
@@ -18,24 +18,11 @@ import yaml
 from releasegate.config import load_gates, load_target
 from releasegate.results import STAGES
 from releasegate.serve import FLAGGER_STATUS
-
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-
-
-def documents() -> list[tuple[Path, dict[str, Any]]]:
-    """The Kubernetes objects in deploy/ (deploy/ci/ holds CI pipelines, not manifests)."""
-    found = []
-    for path in sorted(DEPLOY.rglob("*.y*ml")):
-        if path.is_relative_to(DEPLOY / "ci"):
-            continue
-        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-            if doc is not None:
-                found.append((path, doc))
-    return found
+from test_deploy_files import DEPLOY, kubernetes_objects  # tests/ is on sys.path, as for loopback and real
 
 
 def of_kind(kind: str) -> list[dict[str, Any]]:
-    return [doc for _, doc in documents() if doc.get("kind") == kind]
+    return [doc for _, doc in kubernetes_objects() if doc.get("kind") == kind]
 
 
 def one(kind: str, name: str) -> dict[str, Any]:
@@ -81,20 +68,6 @@ def server_budget_s() -> float:
     args = serve_container()["args"]
     lock_wait = float(serve_flag("--lock-wait-s")) if "--lock-wait-s" in args else 10.0
     return float(serve_flag("--max-run-s")) + lock_wait
-
-
-def test_every_manifest_parses_as_kubernetes_objects() -> None:
-    found = documents()
-    assert {path.relative_to(DEPLOY).as_posix() for path, _ in found} >= {
-        "argo/analysis-template-job.yaml",
-        "argo/analysis-template-web.yaml",
-        "argo/rollout-example.yaml",
-        "flagger/canary.yaml",
-        "serve-deployment.yaml",
-    }
-    for path, doc in found:
-        assert isinstance(doc, dict) and doc.get("apiVersion") and doc.get("kind"), path
-        assert doc["metadata"].get("name"), path
 
 
 def test_the_serve_deployment_runs_serve_on_the_port_its_service_and_probes_use() -> None:
