@@ -32,7 +32,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Every benchmark (half an hour: testssl.sh is slow) into a fresh bench/RESULTS.md, replaced only when all of them
+# Every benchmark (about 25 minutes on 2 cores: testssl.sh is slow) into a fresh bench/RESULTS.md, replaced only when all of them
 # succeeded; stops first, saying so, if a peer is missing (make bench-deps). See bench/README.md.
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

@@ -42,7 +42,7 @@ import shutil
 import statistics
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -412,22 +412,14 @@ def record_http_peers(rounds: Sequence[HttpRound], *, wrk: bool) -> None:
     if wrk:
         peers.append(("wrk", [r.wrk for r in rounds if r.wrk is not None], "C, same server: the endpoint's ceiling"))
     ours = [r.project for r in rounds]
+    measures: list[tuple[str, Callable[[dict[str, Any]], float]]] = [
+        ("requests/s", lambda run: float(run["rps"])),
+        ("requests per CPU-second", lambda run: 1e6 / _us_per_request(run)),
+    ]
     for name, runs, note in peers:
-        record_peer("load generator, HTTP", "requests/s", _median(ours, "rps"), name, _median(runs, "rps"), unit="/s", note=note)
-        per_cpu = [1e6 / _us_per_request(r) for r in ours], [1e6 / _us_per_request(r) for r in runs]
-        record_peer(
-            "load generator, HTTP",
-            "requests per CPU-second",
-            statistics.median(per_cpu[0]),
-            name,
-            statistics.median(per_cpu[1]),
-            unit="/s",
-            note=note,
-        )
-
-
-def _median(runs: Sequence[dict[str, Any]], key: str) -> float:
-    return float(statistics.median(r[key] for r in runs))
+        for measure, of in measures:
+            ours_median, peer_median = statistics.median(map(of, ours)), statistics.median(map(of, runs))
+            record_peer("load generator, HTTP", measure, ours_median, name, peer_median, unit="/s", note=note)
 
 
 def wrk_version() -> str:

@@ -9,7 +9,7 @@
    ours / peer ratios) and replaces bench/RESULTS.md. A failure leaves RESULTS.md as it was (no mix of new and stale
    figures), exits non-zero and names the partial file.
 
-Run: ``.venv/bin/python bench/run_all.py`` (``make bench``, 25-35 minutes on 2 cores); ``--quick`` runs every
+Run: ``.venv/bin/python bench/run_all.py`` (``make bench``, about 25 minutes on 2 cores); ``--quick`` runs every
 benchmark with small options, a few minutes, into a temporary file (figures too noisy to record); ``--install-deps``
 installs the missing peers with apt-get (``make bench-deps``, as root).
 """
